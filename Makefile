@@ -1,0 +1,139 @@
+# pushgateway-lifecycle: kubebuilder-style Makefile. `make help` lists the targets.
+
+# Pinned versions: a bump is one line here.
+KUBE_VERSION ?= v1.37.2
+ETCD_VERSION ?= v3.6.16
+PUSHGATEWAY_VERSION ?= v1.11.3
+HELM_VERSION ?= v3.22.0
+GOLANGCI_LINT_VERSION ?= v2.15.0
+GOVULNCHECK_VERSION ?= v1.9.0
+
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+IMG ?= ghcr.io/pushgateway-lifecycle/pushgateway-lifecycle:$(VERSION)
+FUZZTIME ?= 60s
+
+LOCALBIN ?= $(CURDIR)/bin
+export KUBE_VERSION ETCD_VERSION PUSHGATEWAY_VERSION HELM_VERSION
+# Tests find the tools through these rather than through PATH.
+export PGL_BIN_DIR = $(LOCALBIN)
+export PGL_BINARY = $(LOCALBIN)/pushgateway-lifecycle
+
+GO_LDFLAGS := -s -w -X github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/version.Version=$(VERSION)
+
+.DEFAULT_GOAL := help
+
+##@ General
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*##"; printf "\nUsage:\n  make \033[36m<target>\033[0m\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) } ' $(MAKEFILE_LIST)
+
+##@ Development
+
+.PHONY: fmt
+fmt: ## Run go fmt.
+	go fmt ./...
+
+.PHONY: vet
+vet: ## Run go vet.
+	go vet ./...
+
+.PHONY: test
+test: build k8s-binaries pushgateway helm ## Run every test: unit, golden, short fuzz, e2e against a real kube-apiserver, chart, termination proof (short).
+	go test -count=1 -timeout 40m ./...
+
+.PHONY: test-unit
+test-unit: ## Run the unit tests only (no control plane).
+	go test -count=1 -short ./pkg/... ./cmd/...
+
+.PHONY: test-e2e
+test-e2e: build k8s-binaries helm ## Run the end-to-end suite against a real kube-apiserver.
+	go test -count=1 -timeout 20m -v ./test/e2e/...
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZTIME each (default 60s).
+	FUZZTIME=$(FUZZTIME) ./hack/fuzz.sh
+
+.PHONY: bench
+bench: build k8s-binaries ## Run the benchmark suite (engine, direct load vs floor, through the apiserver, offline).
+	go run ./test/bench/cmd/bench
+
+.PHONY: bench-soak
+bench-soak: build ## 10 minutes at 1,000 req/s against the real server.
+	go run ./test/bench/cmd/bench -soak
+
+.PHONY: soak
+soak: bench-soak ## Alias of bench-soak.
+
+.PHONY: proof
+proof: build pushgateway ## Run the termination experiment against the real Pushgateway (full scale, prints tables).
+	go test -count=1 -timeout 15m -v -run TestProof ./test/termination/ -args -proof
+
+.PHONY: lint
+lint: golangci-lint govulncheck ## Run golangci-lint and govulncheck.
+	$(LOCALBIN)/golangci-lint run ./...
+	$(LOCALBIN)/govulncheck ./... || echo "govulncheck: see README (needs the vulnerability database)"
+
+##@ Build
+
+.PHONY: build
+build: ## Build the static binary into bin/.
+	CGO_ENABLED=0 go build -trimpath -ldflags '$(GO_LDFLAGS)' -o $(LOCALBIN)/pushgateway-lifecycle ./cmd/pushgateway-lifecycle
+
+.PHONY: run
+run: build k8s-binaries ## Start a local control plane with the webhook registered (foreground, Ctrl-C stops all).
+	go run ./test/harness/cmd/run
+
+.PHONY: docker-build
+docker-build: ## Build the container image (needs a Docker engine).
+	docker build --build-arg VERSION=$(VERSION) -t $(IMG) .
+
+.PHONY: docker-push
+docker-push: ## Push the container image.
+	docker push $(IMG)
+
+##@ Deployment
+
+.PHONY: manifests
+manifests: helm ## Render the chart's default manifests to stdout.
+	$(LOCALBIN)/helm template pushgateway-lifecycle charts/pushgateway-lifecycle --namespace pushgateway-lifecycle-system
+
+.PHONY: helm-lint
+helm-lint: helm ## Lint the Helm chart (strict).
+	$(LOCALBIN)/helm lint --strict charts/pushgateway-lifecycle
+
+.PHONY: deploy
+deploy: k8s-binaries ## Deploy with kustomize to the cluster in ~/.kube/config.
+	$$(./hack/k8s-binaries.sh)/kubectl apply -k config/default
+
+.PHONY: undeploy
+undeploy: k8s-binaries ## Remove the kustomize deployment.
+	$$(./hack/k8s-binaries.sh)/kubectl delete --ignore-not-found -k config/default
+
+##@ Dependencies (built from the Go module proxy into ./bin, keyed by version, reused)
+
+.PHONY: k8s-binaries
+k8s-binaries: ## kube-apiserver, kube-controller-manager, kubectl, etcd into bin/k8s/<version>.
+	./hack/k8s-binaries.sh >/dev/null
+
+.PHONY: pushgateway
+pushgateway: ## The real Pushgateway into bin/pushgateway/<version>.
+	./hack/pushgateway.sh >/dev/null
+
+.PHONY: helm
+helm: $(LOCALBIN)/helm-$(HELM_VERSION) ## Helm into bin/.
+$(LOCALBIN)/helm-$(HELM_VERSION):
+	GOBIN=$(LOCALBIN) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	touch $@
+
+.PHONY: golangci-lint
+golangci-lint: $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION) ## golangci-lint into bin/.
+$(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION):
+	GOBIN=$(LOCALBIN) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+	touch $@
+
+.PHONY: govulncheck
+govulncheck: $(LOCALBIN)/govulncheck-$(GOVULNCHECK_VERSION) ## govulncheck into bin/.
+$(LOCALBIN)/govulncheck-$(GOVULNCHECK_VERSION):
+	GOBIN=$(LOCALBIN) go install golang.org/x/vuln/cmd/govulncheck@$(GOVULNCHECK_VERSION)
+	touch $@

@@ -1,0 +1,164 @@
+// Command pushgateway-lifecycle serves the mutating admission webhook (serve) and previews the
+// same mutation offline (mutate). It only wires flags to the packages under pkg/.
+package main
+
+import (
+	"context"
+	"errors"
+	goflag "flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/pflag"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/preview"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/server"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/version"
+)
+
+// Exit codes of mutate (documented in the README).
+const (
+	exitOK      = 0
+	exitDenied  = 1
+	exitBadArgs = 2
+)
+
+const usage = `pushgateway-lifecycle: graceful shutdown for Prometheus Pushgateway pods.
+
+Usage:
+  pushgateway-lifecycle serve  [flags]   serve the admission webhook
+  pushgateway-lifecycle mutate -f FILE|- [--policy FILE] [--diff]
+                                         apply the mutation to YAML (Helm post-renderer)
+  pushgateway-lifecycle version          print the version
+
+Run "pushgateway-lifecycle <command> --help" for the flags of a command.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitBadArgs
+	}
+	switch args[0] {
+	case "serve":
+		return serve(args[1:], stderr)
+	case "mutate":
+		return mutate(args[1:], stdin, stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, version.Version)
+		return exitOK
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "unknown command %q\n\n%s", args[0], usage)
+	return exitBadArgs
+}
+
+func serve(args []string, stderr io.Writer) int {
+	o := server.DefaultOptions()
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.WebhookHost, "webhook-host", o.WebhookHost, "Address the webhook server binds to (empty: all).")
+	fs.IntVar(&o.WebhookPort, "webhook-port", o.WebhookPort, "Port of the webhook server.")
+	fs.StringVar(&o.CertDir, "cert-dir", o.CertDir, "Directory with the serving certificate and key; reloaded when they change.")
+	fs.StringVar(&o.CertName, "cert-name", o.CertName, "Certificate file name in --cert-dir.")
+	fs.StringVar(&o.KeyName, "key-name", o.KeyName, "Key file name in --cert-dir.")
+	fs.StringVar(&o.TLSMinVersion, "tls-min-version", o.TLSMinVersion, "Minimum TLS version: 1.2 or 1.3.")
+	fs.BoolVar(&o.EnableHTTP2, "enable-http2", o.EnableHTTP2, "Serve HTTP/2 (off by default: CVE-2023-44487).")
+	fs.StringVar(&o.ClientCAFile, "client-ca-file", o.ClientCAFile, "Require client certificates signed by this CA (the API server's).")
+	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", o.MetricsBindAddress, `Address of the metrics endpoint ("0" disables).`)
+	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", o.HealthProbeBindAddress, "Address of /healthz and /readyz.")
+	fs.StringVar(&o.PolicyFile, "policy", o.PolicyFile, "Policy file (YAML), reloaded on change; built-in defaults without it.")
+	fs.DurationVar(&o.ShutdownDelay, "shutdown-delay", o.ShutdownDelay, "After SIGTERM, stay up unready this long before stopping.")
+	fs.DurationVar(&o.CertWaitTimeout, "cert-wait-timeout", o.CertWaitTimeout, "Give up when the certificate has not appeared after this long (0: wait).")
+	fs.BoolVar(&o.Floor, "floor", false, "Benchmark only: answer every review with a constant.")
+	_ = fs.MarkHidden("floor")
+	zapOpts := zap.Options{}
+	gfs := goflag.NewFlagSet("zap", goflag.ContinueOnError)
+	zapOpts.BindFlags(gfs)
+	fs.AddGoFlagSet(gfs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return exitOK
+		}
+		return exitBadArgs
+	}
+	log := zap.New(zap.UseFlagOptions(&zapOpts))
+	ctrl.SetLogger(log)
+	log.Info("starting", "version", version.Version)
+
+	// The first SIGTERM starts the drain; a second one exits at once.
+	ctx, cancel := context.WithCancel(context.Background())
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		<-sig
+		cancel()
+		<-sig
+		os.Exit(1)
+	}()
+	if err := server.Run(ctx, o, log); err != nil {
+		log.Error(err, "server failed")
+		return 1
+	}
+	log.Info("stopped")
+	return exitOK
+}
+
+func mutate(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("mutate", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	file := fs.StringP("filename", "f", "", `YAML file to mutate ("-" for standard input).`)
+	policyFile := fs.String("policy", "", "Policy file (YAML); built-in defaults without it.")
+	diff := fs.Bool("diff", false, "Print a unified diff instead of the mutated documents.")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return exitOK
+		}
+		return exitBadArgs
+	}
+	if *file == "" {
+		// Helm runs a post-renderer with the manifests on stdin and no arguments.
+		*file = "-"
+	}
+	pol, err := policy.Load(*policyFile)
+	if err != nil {
+		fmt.Fprintln(stderr, "error:", err)
+		return exitBadArgs
+	}
+	in := stdin
+	if *file != "-" {
+		f, err := os.Open(*file)
+		if err != nil {
+			fmt.Fprintln(stderr, "error:", err)
+			return exitBadArgs
+		}
+		defer func() { _ = f.Close() }()
+		in = f
+	}
+	_, err = preview.Stream(in, stdout, pol, *diff)
+	var ie *preview.InputError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &ie):
+		fmt.Fprintln(stderr, "error:", err)
+		return exitBadArgs
+	case errors.Is(err, preview.ErrDenied):
+		fmt.Fprintln(stderr, "denied:", err)
+		return exitDenied
+	}
+	fmt.Fprintln(stderr, "error:", err)
+	return exitBadArgs
+}

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Provides kube-apiserver, kube-controller-manager, kubectl and etcd at pinned versions in
+# bin/k8s/<KUBE_VERSION>/ and prints that directory on stdout (progress goes to stderr).
+#
+# Order of preference, so that nobody waits for a source build they do not need:
+#   1. KUBEBUILDER_ASSETS, when it is set and already holds all four binaries;
+#   2. the cached bin/k8s/<version>/ from an earlier run;
+#   3. envtest's published binaries through setup-envtest (needs internet; skipped with
+#      SKIP_SETUP_ENVTEST=1). setup-envtest ships no kube-controller-manager, so that one is
+#      still built from source when missing;
+#   4. a build from the Go module proxy: a throw-away wrapper module that requires
+#      k8s.io/kubernetes and replaces every staging module with its released version.
+set -euo pipefail
+
+KUBE_VERSION=${KUBE_VERSION:-v1.37.2}
+ETCD_VERSION=${ETCD_VERSION:-v3.6.16}
+SETUP_ENVTEST_VERSION=${SETUP_ENVTEST_VERSION:-release-0.25}
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+OUT=${K8S_BIN_DIR:-$ROOT/bin/k8s/$KUBE_VERSION}
+BUILD=$ROOT/bin/build
+BINS=(kube-apiserver kube-controller-manager kubectl etcd)
+
+log() { printf '[k8s-binaries %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+have_all() { local d=$1 b; for b in "${BINS[@]}"; do [ -x "$d/$b" ] || return 1; done; }
+
+if [ -n "${KUBEBUILDER_ASSETS:-}" ] && have_all "$KUBEBUILDER_ASSETS"; then
+  log "using KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS"
+  echo "$KUBEBUILDER_ASSETS"; exit 0
+fi
+if have_all "$OUT"; then echo "$OUT"; exit 0; fi
+mkdir -p "$OUT" "$BUILD"
+
+# The staging modules' releases are v0.x.y for Kubernetes v1.x.y.
+STAGING_VERSION=v0.${KUBE_VERSION#v1.}
+
+if [ "${SKIP_SETUP_ENVTEST:-}" != 1 ] && { [ ! -x "$OUT/kube-apiserver" ] || [ ! -x "$OUT/etcd" ] || [ ! -x "$OUT/kubectl" ]; }; then
+  log "trying envtest's published binaries (setup-envtest ${SETUP_ENVTEST_VERSION}) ..."
+  if GOBIN=$ROOT/bin go install "sigs.k8s.io/controller-runtime/tools/setup-envtest@${SETUP_ENVTEST_VERSION}" >/dev/null 2>&1 \
+     && dir=$(timeout 120 "$ROOT/bin/setup-envtest" use -p path --bin-dir "$BUILD/envtest" "${KUBE_VERSION#v}" 2>/dev/null) \
+     && [ -x "$dir/kube-apiserver" ]; then
+    for b in kube-apiserver etcd kubectl; do cp "$dir/$b" "$OUT/$b"; done
+    log "published binaries fetched into $OUT"
+  else
+    log "published binaries unavailable here (no internet?): building from source"
+  fi
+fi
+
+build_kube() {
+  local wrap=$BUILD/kubernetes-$KUBE_VERSION
+  mkdir -p "$wrap"
+  log "fetching k8s.io/kubernetes@$KUBE_VERSION go.mod from the module proxy ..."
+  local gomod
+  gomod=$(cd "$wrap" && GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+  [ -f "$gomod" ] || die "could not download k8s.io/kubernetes@$KUBE_VERSION (is the Go module proxy reachable? GOPROXY=$(go env GOPROXY))"
+  local goline
+  goline=$(grep -m1 '^go ' "$gomod")
+  {
+    echo "module local/kube-binaries"
+    echo
+    echo "$goline"
+    echo
+    echo "require k8s.io/kubernetes $KUBE_VERSION"
+    echo
+    echo "replace ("
+    # Every staging module that k8s.io/kubernetes replaces with ./staging/... is pinned to
+    # its published release, so the list follows the version instead of being copied here.
+    sed -n 's#^\s*\(k8s\.io/[a-z0-9-]*\) => \./staging/.*#\t\1 => \1 '"$STAGING_VERSION"'#p' "$gomod"
+    echo ")"
+  } > "$wrap/go.mod"
+  local b
+  for b in kube-apiserver kube-controller-manager kubectl; do
+    [ -x "$OUT/$b" ] && continue
+    log "building $b $KUBE_VERSION from source (first time: several minutes on 2 cores) ..."
+    local start=$SECONDS
+    (cd "$wrap" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -o "$OUT/$b.tmp" "k8s.io/kubernetes/cmd/$b") \
+      || die "building $b failed (see the go output above)"
+    mv "$OUT/$b.tmp" "$OUT/$b"
+    log "built $b in $((SECONDS - start))s"
+  done
+}
+
+build_etcd() {
+  [ -x "$OUT/etcd" ] && return 0
+  local wrap=$BUILD/etcd-$ETCD_VERSION
+  mkdir -p "$wrap"
+  printf 'module local/etcd-binary\n\ngo 1.24\n\nrequire go.etcd.io/etcd/server/v3 %s\n' "$ETCD_VERSION" > "$wrap/go.mod"
+  log "building etcd $ETCD_VERSION from source ..."
+  local start=$SECONDS
+  (cd "$wrap" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -o "$OUT/etcd.tmp" go.etcd.io/etcd/server/v3) \
+    || die "building etcd failed (see the go output above)"
+  mv "$OUT/etcd.tmp" "$OUT/etcd"
+  log "built etcd in $((SECONDS - start))s"
+}
+
+build_etcd
+build_kube
+have_all "$OUT" || die "not all of ${BINS[*]} ended up in $OUT"
+log "ready: $OUT"
+echo "$OUT"

@@ -1,0 +1,477 @@
+// Package engine is the pure mutation: a pod and a policy in, the decisions (and, through
+// Apply, the mutated pod) out. No I/O, no clock, no globals: the admission handler, the
+// offline `mutate` preview and the workload validator all call the same functions, so what
+// `mutate` shows is what the webhook does.
+package engine
+
+import (
+	"fmt"
+	"path"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/annotations"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
+)
+
+// Outcome is what happened to one pod; it is the label of pushgateway_lifecycle_pods_total.
+type Outcome string
+
+const (
+	// OutcomeInjected: the pod was changed with valid settings.
+	OutcomeInjected Outcome = "injected"
+	// OutcomeUnchanged: selected, but already as the policy wants it (a reinvocation, or a
+	// pod that set everything itself).
+	OutcomeUnchanged Outcome = "unchanged"
+	// OutcomeSkipped: not ours to change (not selected, opted out, mirror pod, kube-system,
+	// no target container).
+	OutcomeSkipped Outcome = "skipped"
+	// OutcomeInvalid: patched with defaults in place of settings that did not parse (onInvalid: warn).
+	OutcomeInvalid Outcome = "invalid"
+	// OutcomeDenied: refused because of invalid settings (onInvalid: reject).
+	OutcomeDenied Outcome = "denied"
+)
+
+// KubernetesDefaultGracePeriod is what the API server defaults terminationGracePeriodSeconds to.
+const KubernetesDefaultGracePeriod int64 = 30
+
+// ContainerChange is the preStop hook to set on one container of spec.containers.
+type ContainerChange struct {
+	Index int
+	Name  string
+	// PreStop is the hook the container ends up with.
+	PreStop *corev1.LifecycleHandler
+	// HadLifecycle and HadPreStop describe the input, so a patch can add or replace precisely.
+	HadLifecycle bool
+	HadPreStop   bool
+}
+
+// Decision is everything the engine decided for one pod. It refers to the input pod by
+// container index and never aliases it.
+type Decision struct {
+	Outcome Outcome
+	// Selected: the policy's selector or the inject label chose the pod.
+	Selected bool
+	// Reason explains a skip (status annotation text after "skipped: ").
+	Reason string
+
+	Sleep  int64
+	Action string
+	// Targets are the containers that were considered, in pod order.
+	Targets []string
+	// Containers are the hooks to write; empty when every target already has the right hook.
+	Containers []ContainerChange
+
+	// OldGrace is the pod's grace period (KubernetesDefaultGracePeriod when unset); NewGrace
+	// what it should be. GraceSet reports whether the field was present in the input.
+	OldGrace, NewGrace int64
+	GraceSet           bool
+
+	// Status is the value for the status annotation; SetStatus says whether to write it.
+	Status    string
+	SetStatus bool
+	// HadAnnotations: the input had a non-nil annotations map (for precise patches).
+	HadAnnotations bool
+
+	// Problems are the invalid settings; Warnings what the admission response carries.
+	Problems field.ErrorList
+	Warnings []string
+}
+
+// SetsGrace reports whether terminationGracePeriodSeconds has to be written.
+func (d *Decision) SetsGrace() bool {
+	return (d.Outcome == OutcomeInjected || d.Outcome == OutcomeInvalid) && (!d.GraceSet || d.NewGrace != d.OldGrace)
+}
+
+// Changed reports whether Apply would modify the pod.
+func (d *Decision) Changed() bool {
+	return len(d.Containers) > 0 || d.SetsGrace() || d.SetStatus
+}
+
+// DenyMessage is the message of a denied pod.
+func (d *Decision) DenyMessage() string {
+	return "pushgateway-lifecycle: " + d.Problems.ToAggregate().Error()
+}
+
+// Decide computes the decision for a pod, reading the pod only. namespace is the request's
+// namespace (a pod being created may not carry metadata.namespace yet).
+func Decide(pod *corev1.Pod, namespace string, pol *policy.Policy) Decision {
+	var d Decision
+	if namespace == "" {
+		namespace = pod.Namespace
+	}
+	ann := pod.Annotations
+	d.HadAnnotations = ann != nil
+	if _, mirror := ann[annotations.AnnotationMirror]; mirror {
+		// The kubelet owns a mirror pod's spec; the API server refuses changes to it.
+		return skip(d, "mirror pod", false)
+	}
+	if namespace == "kube-system" {
+		return skip(d, "kube-system", false)
+	}
+	d.Selected = pod.Labels[annotations.LabelInject] == "true" || pol.Matches(pod.Labels)
+	if !d.Selected {
+		return skip(d, "not selected", false)
+	}
+
+	set, problems := annotations.Parse(ann, pol.AnnotationLimits())
+	d.Problems = problems
+	if set.OptOut {
+		return skip(d, "inject=false", true)
+	}
+
+	targets, terr := targetContainers(pod, set.Containers)
+	if terr != nil {
+		d.Problems = append(d.Problems, terr)
+		// Fall back to the default choice so that a typo still protects the pod.
+		targets, _ = targetContainers(pod, nil)
+	}
+	if len(d.Problems) > 0 && pol.OnInvalid == policy.OnInvalidReject {
+		d.Outcome = OutcomeDenied
+		return d
+	}
+	if len(targets) == 0 {
+		return skip(d, "no target container (name one in "+annotations.AnnotationContainers+")", true)
+	}
+
+	d.Sleep = int64(pol.Defaults.PreStopSleep)
+	if set.PreStopSleep != nil {
+		d.Sleep = *set.PreStopSleep
+	}
+	budget := int64(pol.Defaults.ShutdownBudget)
+	if set.ShutdownBudget != nil {
+		budget = *set.ShutdownBudget
+	}
+	d.Action = pol.Defaults.PreStopAction
+	if set.Action == annotations.ActionSleep || set.Action == annotations.ActionExec {
+		d.Action = set.Action
+	}
+
+	d.GraceSet = pod.Spec.TerminationGracePeriodSeconds != nil
+	d.OldGrace = KubernetesDefaultGracePeriod
+	if d.GraceSet {
+		d.OldGrace = *pod.Spec.TerminationGracePeriodSeconds
+	}
+
+	want := Hook(d.Action, d.Sleep)
+	// longest is the longest preStop the pod will run, ours or a kept one: the grace period
+	// has to cover it, or the kubelet kills the container mid-sleep.
+	longest := d.Sleep
+	var kept, replaced []string
+	for _, i := range targets {
+		c := &pod.Spec.Containers[i]
+		d.Targets = append(d.Targets, c.Name)
+		hadLC := c.Lifecycle != nil
+		var existing *corev1.LifecycleHandler
+		if hadLC {
+			existing = c.Lifecycle.PreStop
+		}
+		if existing != nil && HookEqual(existing, want) {
+			continue
+		}
+		if existing != nil && pol.ExistingPreStop != policy.ExistingPreStopReplace {
+			kept = append(kept, c.Name)
+			if s, ok := HookSleepSeconds(existing); ok && s > longest {
+				longest = s
+			}
+			continue
+		}
+		if existing != nil {
+			replaced = append(replaced, c.Name)
+			d.Warnings = append(d.Warnings, fmt.Sprintf("pushgateway-lifecycle: replaced the existing preStop hook of container %q (%s) with %s (policy existingPreStop: replace)",
+				c.Name, describeHook(existing), describeHook(want)))
+		}
+		d.Containers = append(d.Containers, ContainerChange{Index: i, Name: c.Name, PreStop: want, HadLifecycle: hadLC, HadPreStop: existing != nil})
+	}
+
+	var graceNote string
+	switch {
+	case set.TerminationGracePeriod != nil && *set.TerminationGracePeriod >= longest:
+		d.NewGrace = *set.TerminationGracePeriod
+	default:
+		if set.TerminationGracePeriod != nil {
+			// Below the sleep the API server would reject the pod: treat it as invalid.
+			d.Problems = append(d.Problems, field.Invalid(annotations.Path(annotations.AnnotationTerminationGracePeriod), field.OmitValueType{},
+				fmt.Sprintf("invalid value %s: must be at least the preStop sleep (%s)",
+					annotations.Truncate(ann[annotations.AnnotationTerminationGracePeriod]), annotations.FormatSeconds(longest))))
+			if pol.OnInvalid == policy.OnInvalidReject {
+				d.Outcome = OutcomeDenied
+				d.Containers = nil
+				return d
+			}
+		}
+		d.NewGrace = max(d.OldGrace, longest+budget)
+		if d.NewGrace > int64(pol.Limits.MaxTerminationGracePeriod) && d.OldGrace <= int64(pol.Limits.MaxTerminationGracePeriod) {
+			// Capped so that node drains (Cluster Autoscaler) do not give up on the pod;
+			// never below the sleep, which the API server requires.
+			d.NewGrace = max(int64(pol.Limits.MaxTerminationGracePeriod), longest, d.OldGrace)
+			graceNote = " (capped by limits.maxTerminationGracePeriod)"
+		}
+	}
+
+	for _, e := range d.Problems {
+		d.Warnings = append(d.Warnings, "pushgateway-lifecycle: "+e.Error()+"; using the policy default")
+	}
+
+	graceChanged := d.NewGrace != d.OldGrace || !d.GraceSet
+	if len(d.Containers) == 0 && !graceChanged {
+		d.Outcome = OutcomeUnchanged
+		// Leave an existing status alone: a reinvocation must not rewrite the first pass's record.
+		if _, has := ann[annotations.AnnotationStatus]; !has {
+			d.Status = statusText(&d, kept, replaced, graceNote)
+			d.SetStatus = true
+		}
+		return d
+	}
+	d.Outcome = OutcomeInjected
+	if len(d.Problems) > 0 {
+		d.Outcome = OutcomeInvalid
+	}
+	d.Status = statusText(&d, kept, replaced, graceNote)
+	d.SetStatus = ann[annotations.AnnotationStatus] != d.Status
+	return d
+}
+
+func skip(d Decision, reason string, record bool) Decision {
+	d.Outcome = OutcomeSkipped
+	d.Reason = reason
+	if record {
+		d.Status = "skipped: " + reason
+		if len(d.Problems) > 0 {
+			d.Status += "; invalid: " + problemsText(d.Problems)
+		}
+		d.SetStatus = true
+	}
+	return d
+}
+
+func statusText(d *Decision, kept, replaced []string, graceNote string) string {
+	var parts []string
+	if len(d.Containers) > 0 {
+		names := make([]string, len(d.Containers))
+		for i, c := range d.Containers {
+			names[i] = c.Name
+		}
+		p := fmt.Sprintf("injected: %s %s on %s", d.Action, annotations.FormatSeconds(d.Sleep), strings.Join(names, ","))
+		if len(replaced) > 0 {
+			p += fmt.Sprintf(" (replaced existing preStop on %s)", strings.Join(replaced, ","))
+		}
+		parts = append(parts, p)
+	}
+	if len(kept) > 0 {
+		parts = append(parts, "kept existing preStop on "+strings.Join(kept, ","))
+	}
+	if len(parts) == 0 {
+		parts = append(parts, fmt.Sprintf("already set: %s %s on %s", d.Action, annotations.FormatSeconds(d.Sleep), strings.Join(d.Targets, ",")))
+	}
+	if d.GraceSet && d.NewGrace == d.OldGrace {
+		parts = append(parts, fmt.Sprintf("terminationGracePeriodSeconds %d", d.NewGrace))
+	} else {
+		parts = append(parts, fmt.Sprintf("terminationGracePeriodSeconds %d->%d%s", d.OldGrace, d.NewGrace, graceNote))
+	}
+	if len(d.Problems) > 0 {
+		parts = append(parts, "invalid: "+problemsText(d.Problems))
+	}
+	return strings.Join(parts, "; ")
+}
+
+func problemsText(errs field.ErrorList) string {
+	parts := make([]string, 0, len(errs))
+	for _, e := range errs {
+		parts = append(parts, e.Error())
+	}
+	return strings.Join(parts, "; ")
+}
+
+// targetContainers returns indexes into spec.containers. Named containers must all exist.
+func targetContainers(pod *corev1.Pod, names []string) ([]int, *field.Error) {
+	cs := pod.Spec.Containers
+	if names != nil {
+		idx := make([]int, 0, len(names))
+		var missing []string
+		for _, n := range names {
+			found := -1
+			for i := range cs {
+				if cs[i].Name == n {
+					found = i
+					break
+				}
+			}
+			if found < 0 {
+				missing = append(missing, n)
+				continue
+			}
+			if !containsInt(idx, found) {
+				idx = append(idx, found)
+			}
+		}
+		if len(missing) > 0 {
+			existing := make([]string, len(cs))
+			for i := range cs {
+				existing[i] = cs[i].Name
+			}
+			return nil, field.Invalid(annotations.Path(annotations.AnnotationContainers), field.OmitValueType{},
+				fmt.Sprintf("invalid value %s: names no container of this pod (%s); must be a comma-separated list of: %s",
+					annotations.Truncate(strings.Join(names, ",")), annotations.Truncate(strings.Join(missing, ",")), annotations.Truncate(strings.Join(existing, ","))))
+		}
+		sortInts(idx)
+		return idx, nil
+	}
+	var idx []int
+	for i := range cs {
+		if cs[i].Name == "pushgateway" || imageName(cs[i].Image) == "pushgateway" {
+			idx = append(idx, i)
+		}
+	}
+	if len(idx) == 0 && len(cs) == 1 {
+		idx = []int{0}
+	}
+	return idx, nil
+}
+
+// imageName is the last path element of an image reference without tag or digest:
+// quay.io/prometheus/pushgateway:v1.11.3 -> pushgateway.
+func imageName(image string) string {
+	if i := strings.IndexByte(image, '@'); i >= 0 {
+		image = image[:i]
+	}
+	image = path.Base(image)
+	if i := strings.IndexByte(image, ':'); i >= 0 {
+		image = image[:i]
+	}
+	return image
+}
+
+func containsInt(s []int, v int) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func sortInts(s []int) {
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && s[j] < s[j-1]; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+}
+
+// Hook builds the preStop handler for an action and a sleep.
+func Hook(action string, seconds int64) *corev1.LifecycleHandler {
+	if action == annotations.ActionExec {
+		return &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"/bin/sh", "-c", "sleep " + strconv.FormatInt(seconds, 10)}}}
+	}
+	return &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: seconds}}
+}
+
+// HookEqual compares the parts of a handler that Hook sets.
+func HookEqual(a, b *corev1.LifecycleHandler) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	if a.HTTPGet != nil || a.TCPSocket != nil || b.HTTPGet != nil || b.TCPSocket != nil {
+		return false
+	}
+	switch {
+	case a.Sleep != nil && b.Sleep != nil:
+		return a.Exec == nil && b.Exec == nil && a.Sleep.Seconds == b.Sleep.Seconds
+	case a.Exec != nil && b.Exec != nil:
+		if a.Sleep != nil || b.Sleep != nil || len(a.Exec.Command) != len(b.Exec.Command) {
+			return false
+		}
+		for i := range a.Exec.Command {
+			if a.Exec.Command[i] != b.Exec.Command[i] {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// HookSleepSeconds reads how long a sleep-only hook waits: the native sleep action, or an
+// exec of `sh -c "sleep N"` / `sleep N`. Other hooks report false.
+func HookSleepSeconds(h *corev1.LifecycleHandler) (int64, bool) {
+	if h == nil {
+		return 0, false
+	}
+	if h.Sleep != nil {
+		return h.Sleep.Seconds, true
+	}
+	if h.Exec == nil {
+		return 0, false
+	}
+	cmd := h.Exec.Command
+	var script string
+	switch {
+	case len(cmd) == 3 && path.Base(cmd[0]) == "sh" || len(cmd) == 3 && path.Base(cmd[0]) == "bash":
+		if cmd[1] != "-c" {
+			return 0, false
+		}
+		script = cmd[2]
+	case len(cmd) == 2 && path.Base(cmd[0]) == "sleep":
+		script = "sleep " + cmd[1]
+	default:
+		return 0, false
+	}
+	f := strings.Fields(script)
+	if len(f) != 2 || f[0] != "sleep" {
+		return 0, false
+	}
+	n, err := annotations.ParseSeconds(f[1])
+	if err != nil {
+		return 0, false
+	}
+	return n, true
+}
+
+func describeHook(h *corev1.LifecycleHandler) string {
+	switch {
+	case h == nil:
+		return "none"
+	case h.Sleep != nil:
+		return "sleep " + annotations.FormatSeconds(h.Sleep.Seconds)
+	case h.Exec != nil:
+		return "exec " + annotations.Truncate(strings.Join(h.Exec.Command, " "))
+	case h.HTTPGet != nil:
+		return "httpGet " + annotations.Truncate(h.HTTPGet.Path)
+	case h.TCPSocket != nil:
+		return "tcpSocket"
+	}
+	return "unknown"
+}
+
+// Apply writes a decision into a pod. The pod must be the one the decision was made for.
+func Apply(pod *corev1.Pod, d *Decision) {
+	for _, c := range d.Containers {
+		ct := &pod.Spec.Containers[c.Index]
+		if ct.Lifecycle == nil {
+			ct.Lifecycle = &corev1.Lifecycle{}
+		}
+		ct.Lifecycle.PreStop = c.PreStop.DeepCopy()
+	}
+	if d.SetsGrace() {
+		g := d.NewGrace
+		pod.Spec.TerminationGracePeriodSeconds = &g
+	}
+	if d.SetStatus {
+		if pod.Annotations == nil {
+			pod.Annotations = map[string]string{}
+		}
+		pod.Annotations[annotations.AnnotationStatus] = d.Status
+	}
+}
+
+// Mutate is Decide followed by Apply on a copy: the form for callers that want the pod.
+func Mutate(pod *corev1.Pod, namespace string, pol *policy.Policy) (*corev1.Pod, Decision) {
+	d := Decide(pod, namespace, pol)
+	out := pod.DeepCopy()
+	Apply(out, &d)
+	return out, d
+}

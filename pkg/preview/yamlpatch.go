@@ -1,0 +1,115 @@
+package preview
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+
+	yaml "go.yaml.in/yaml/v3"
+)
+
+// applyToNode applies the add/replace operations that webhook.BuildPatch produces to a YAML
+// document tree instead of to JSON, so the document keeps its key order, quoting and
+// comments and `--diff` shows only the lines the webhook changes.
+func applyToNode(doc *yaml.Node, patch []byte) error {
+	var ops []struct {
+		Op    string          `json:"op"`
+		Path  string          `json:"path"`
+		Value json.RawMessage `json:"value"`
+	}
+	if err := json.Unmarshal(patch, &ops); err != nil {
+		return err
+	}
+	root := doc
+	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
+		root = root.Content[0]
+	}
+	for _, op := range ops {
+		if op.Op != "add" && op.Op != "replace" {
+			return fmt.Errorf("unsupported patch operation %q", op.Op)
+		}
+		var v any
+		if err := json.Unmarshal(op.Value, &v); err != nil {
+			return err
+		}
+		var val yaml.Node
+		if err := val.Encode(v); err != nil {
+			return err
+		}
+		toks := strings.Split(strings.TrimPrefix(op.Path, "/"), "/")
+		parent, err := walk(root, toks[:len(toks)-1])
+		if err != nil {
+			return fmt.Errorf("%s: %w", op.Path, err)
+		}
+		if err := set(parent, unescape(toks[len(toks)-1]), &val); err != nil {
+			return fmt.Errorf("%s: %w", op.Path, err)
+		}
+	}
+	return nil
+}
+
+func unescape(t string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(t, "~1", "/"), "~0", "~")
+}
+
+func walk(n *yaml.Node, toks []string) (*yaml.Node, error) {
+	for _, raw := range toks {
+		t := unescape(raw)
+		switch n.Kind {
+		case yaml.MappingNode:
+			var next *yaml.Node
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if n.Content[i].Value == t {
+					next = n.Content[i+1]
+					break
+				}
+			}
+			if next == nil {
+				return nil, fmt.Errorf("no key %q", t)
+			}
+			n = next
+		case yaml.SequenceNode:
+			i, err := strconv.Atoi(t)
+			if err != nil || i < 0 || i >= len(n.Content) {
+				return nil, fmt.Errorf("no index %q", t)
+			}
+			n = n.Content[i]
+		default:
+			return nil, fmt.Errorf("cannot descend into a scalar at %q", t)
+		}
+		if n.Kind == yaml.AliasNode {
+			n = n.Alias
+		}
+	}
+	return n, nil
+}
+
+func set(parent *yaml.Node, key string, val *yaml.Node) error {
+	if parent.Kind != yaml.MappingNode {
+		return fmt.Errorf("parent is not a mapping")
+	}
+	for i := 0; i+1 < len(parent.Content); i += 2 {
+		if parent.Content[i].Value == key {
+			parent.Content[i+1] = val
+			return nil
+		}
+	}
+	parent.Content = append(parent.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: key}, val)
+	return nil
+}
+
+// encodeNode writes a document with two-space indentation, Helm's and kubectl's style.
+func encodeNode(doc *yaml.Node) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(doc); err != nil {
+		return nil, err
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}

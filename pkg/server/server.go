@@ -1,0 +1,273 @@
+// Package server wires the webhook handlers to controller-runtime's webhook server, the
+// metrics server and the health probes, and runs them until shutdown.
+//
+// A controller-runtime Manager is only created when something needs the Kubernetes API (the
+// in-process certificate rotation): the admission path itself needs no credentials, so a
+// deployment without rotation runs with no service-account token and no RBAC at all.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"golang.org/x/sync/errgroup"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/metrics"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
+	pglwebhook "github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/webhook"
+)
+
+// Options are the serve command's settings.
+type Options struct {
+	WebhookHost string
+	WebhookPort int
+	CertDir     string
+	CertName    string
+	KeyName     string
+	// TLSMinVersion is "1.2" or "1.3".
+	TLSMinVersion string
+	EnableHTTP2   bool
+	// ClientCAFile, when set, makes the server require a client certificate signed by it
+	// (the API server's, configured through its AdmissionConfiguration).
+	ClientCAFile           string
+	MetricsBindAddress     string
+	HealthProbeBindAddress string
+	PolicyFile             string
+	// ShutdownDelay is how long the server stays up, unready, after a stop signal, so that
+	// the Service's endpoints drop it before it stops accepting connections.
+	ShutdownDelay time.Duration
+	// CertWaitTimeout bounds the wait for the certificate files at start (0: wait forever).
+	CertWaitTimeout time.Duration
+	// Floor answers every review with a constant (benchmark only).
+	Floor bool
+
+	// Extra runs beside the servers (for example the certificate rotator); its ready channel,
+	// when non-nil, gates the webhook server and readiness.
+	Extra      func(ctx context.Context) error
+	ExtraReady <-chan struct{}
+}
+
+// DefaultOptions are the flag defaults.
+func DefaultOptions() Options {
+	return Options{
+		WebhookPort:            9443,
+		CertDir:                filepath.Join(os.TempDir(), "k8s-webhook-server", "serving-certs"),
+		CertName:               "tls.crt",
+		KeyName:                "tls.key",
+		TLSMinVersion:          "1.3",
+		MetricsBindAddress:     ":8080",
+		HealthProbeBindAddress: ":8081",
+		ShutdownDelay:          2 * time.Second,
+	}
+}
+
+// Validate returns every problem with the options at once.
+func (o *Options) Validate() field.ErrorList {
+	var errs field.ErrorList
+	if o.WebhookPort < 1 || o.WebhookPort > 65535 {
+		errs = append(errs, field.Invalid(field.NewPath("webhook-port"), o.WebhookPort, "must be a port number from 1 to 65535"))
+	}
+	if o.TLSMinVersion != "1.2" && o.TLSMinVersion != "1.3" {
+		errs = append(errs, field.NotSupported(field.NewPath("tls-min-version"), o.TLSMinVersion, []string{"1.2", "1.3"}))
+	}
+	if o.CertDir == "" {
+		errs = append(errs, field.Required(field.NewPath("cert-dir"), "the directory holding the serving certificate"))
+	}
+	if o.ShutdownDelay < 0 {
+		errs = append(errs, field.Invalid(field.NewPath("shutdown-delay"), o.ShutdownDelay.String(), "must be >= 0"))
+	}
+	return errs
+}
+
+// Run serves until ctx is cancelled, then drains: readiness turns false, the server keeps
+// answering for ShutdownDelay, and in-flight requests complete before it returns.
+func Run(ctx context.Context, o Options, log logr.Logger) error {
+	if errs := o.Validate(); len(errs) > 0 {
+		return errs.ToAggregate()
+	}
+	watcher, err := policy.NewWatcher(o.PolicyFile, log.WithName("policy"))
+	if err != nil {
+		metrics.PolicyReloadsTotal.WithLabelValues("failure").Inc()
+		return fmt.Errorf("loading the policy: %w", err)
+	}
+	if o.PolicyFile != "" {
+		metrics.PolicyReloadsTotal.WithLabelValues("success").Inc()
+	}
+	watcher.OnReload = func(err error) {
+		if err != nil {
+			metrics.PolicyReloadsTotal.WithLabelValues("failure").Inc()
+		} else {
+			metrics.PolicyReloadsTotal.WithLabelValues("success").Inc()
+		}
+	}
+
+	tlsOpts, err := o.tlsOptions()
+	if err != nil {
+		return err
+	}
+	srv := webhook.NewServer(webhook.Options{
+		Host: o.WebhookHost, Port: o.WebhookPort, CertDir: o.CertDir, CertName: o.CertName, KeyName: o.KeyName,
+		TLSOpts: tlsOpts,
+	})
+	if o.Floor {
+		srv.Register(pglwebhook.PathMutatePods, pglwebhook.Floor{})
+	} else {
+		srv.Register(pglwebhook.PathMutatePods, &pglwebhook.PodMutator{Policy: watcher, Log: log.WithName("pods")})
+		srv.Register(pglwebhook.PathValidateWorkloads, &pglwebhook.WorkloadValidator{Policy: watcher, Log: log.WithName("workloads")})
+	}
+
+	var draining, certsPresent atomic.Bool
+	started := srv.StartedChecker()
+	ready := func(r *http.Request) error {
+		switch {
+		case draining.Load():
+			return errors.New("shutting down")
+		case !certsPresent.Load():
+			return fmt.Errorf("waiting for the serving certificate in %s", o.CertDir)
+		}
+		return started(r)
+	}
+
+	// Components stop on runCtx, which is cancelled only after the drain delay.
+	runCtx, stop := context.WithCancel(context.Background())
+	defer stop()
+	g, gctx := errgroup.WithContext(runCtx)
+
+	if o.MetricsBindAddress != "0" && o.MetricsBindAddress != "" {
+		ms, err := metricsserver.NewServer(metricsserver.Options{BindAddress: o.MetricsBindAddress}, nil, nil)
+		if err != nil {
+			return err
+		}
+		g.Go(func() error { return ms.Start(gctx) })
+	}
+	if o.HealthProbeBindAddress != "0" && o.HealthProbeBindAddress != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/readyz", http.StripPrefix("/readyz", &healthz.Handler{Checks: map[string]healthz.Checker{"webhook": ready}}))
+		mux.Handle("/readyz/", http.StripPrefix("/readyz", &healthz.Handler{Checks: map[string]healthz.Checker{"webhook": ready}}))
+		mux.Handle("/healthz", http.StripPrefix("/healthz", &healthz.Handler{Checks: map[string]healthz.Checker{"ping": healthz.Ping}}))
+		mux.Handle("/healthz/", http.StripPrefix("/healthz", &healthz.Handler{Checks: map[string]healthz.Checker{"ping": healthz.Ping}}))
+		hs := &http.Server{Addr: o.HealthProbeBindAddress, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		ln, err := net.Listen("tcp", o.HealthProbeBindAddress)
+		if err != nil {
+			return fmt.Errorf("health probe listener: %w", err)
+		}
+		log.Info("serving health probes", "address", ln.Addr().String())
+		g.Go(func() error {
+			if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-gctx.Done()
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			return hs.Shutdown(sctx)
+		})
+	}
+	g.Go(func() error { return watcher.Start(gctx) })
+	if o.Extra != nil {
+		g.Go(func() error { return o.Extra(gctx) })
+	}
+	g.Go(func() error {
+		if o.ExtraReady != nil {
+			select {
+			case <-o.ExtraReady:
+			case <-gctx.Done():
+				return nil
+			}
+		}
+		// certwatcher refuses to start without the files; wait for them (a Secret mount or
+		// a rotator may deliver them after the process starts) and stay unready meanwhile.
+		if err := waitForFiles(gctx, o.CertWaitTimeout, log, filepath.Join(o.CertDir, o.CertName), filepath.Join(o.CertDir, o.KeyName)); err != nil {
+			return err
+		}
+		certsPresent.Store(true)
+		return srv.Start(gctx)
+	})
+
+	select {
+	case <-ctx.Done():
+		log.Info("stop requested: turning unready, then draining", "delay", o.ShutdownDelay.String())
+		draining.Store(true)
+		select {
+		case <-time.After(o.ShutdownDelay):
+		case <-gctx.Done():
+		}
+		stop()
+	case <-gctx.Done():
+	}
+	return g.Wait()
+}
+
+func waitForFiles(ctx context.Context, timeout time.Duration, log logr.Logger, paths ...string) error {
+	var deadline <-chan time.Time
+	if timeout > 0 {
+		deadline = time.After(timeout)
+	}
+	logged := false
+	for {
+		missing := ""
+		for _, p := range paths {
+			if _, err := os.Stat(p); err != nil {
+				missing = p
+				break
+			}
+		}
+		if missing == "" {
+			return nil
+		}
+		if !logged {
+			log.Info("waiting for the serving certificate", "missing", missing)
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-deadline:
+			return fmt.Errorf("serving certificate %s did not appear within %s", missing, timeout)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func (o *Options) tlsOptions() ([]func(*tls.Config), error) {
+	minVersion := uint16(tls.VersionTLS13)
+	if o.TLSMinVersion == "1.2" {
+		minVersion = tls.VersionTLS12
+	}
+	opts := []func(*tls.Config){func(c *tls.Config) { c.MinVersion = minVersion }}
+	if !o.EnableHTTP2 {
+		// HTTP/2 rapid reset (CVE-2023-44487): serve HTTP/1.1 only unless asked, as kubebuilder does.
+		opts = append(opts, func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} })
+	}
+	if o.ClientCAFile != "" {
+		pem, err := os.ReadFile(o.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("--client-ca-file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--client-ca-file %s: no PEM certificate found", o.ClientCAFile)
+		}
+		opts = append(opts, func(c *tls.Config) {
+			c.ClientCAs = pool
+			c.ClientAuth = tls.RequireAndVerifyClientCert
+		})
+	}
+	return opts, nil
+}

@@ -1,0 +1,110 @@
+package webhook
+
+import (
+	"net/http"
+
+	"github.com/go-logr/logr"
+	admissionv1 "k8s.io/api/admission/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/engine"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/metrics"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
+)
+
+// PathMutatePods is where the API server sends pod CREATE requests.
+const PathMutatePods = "/mutate-v1-pod"
+
+// PolicySource returns the policy in force; the file watcher swaps it atomically.
+type PolicySource interface {
+	Current() *policy.Policy
+}
+
+// StaticPolicy is a PolicySource that never changes (tests, the floor, no --policy flag).
+type StaticPolicy struct{ P *policy.Policy }
+
+// Current returns the policy.
+func (s StaticPolicy) Current() *policy.Policy { return s.P }
+
+// PodMutator is the mutating webhook for pods.
+type PodMutator struct {
+	Policy PolicySource
+	// Log gets one line per decision at V(1) and every error; never an object's content, which
+	// may hold secrets in env values.
+	Log logr.Logger
+}
+
+var patchTypeJSON = admissionv1.PatchTypeJSONPatch
+
+// ServeHTTP decodes the review, decides, and answers with the patch.
+func (h *PodMutator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var rv review[podView]
+	if err := readReview(r, &rv); err != nil {
+		var uid types.UID
+		if rv.Request != nil {
+			uid = rv.Request.UID
+		}
+		h.Log.Info("bad admission request", "error", err.Error(), "remote", r.RemoteAddr)
+		writeError(w, rv.APIVersion, uid, err)
+		return
+	}
+	resp := h.Review(rv.Request)
+	writeResponse(w, rv.APIVersion, resp)
+}
+
+// Review answers one decoded request.
+func (h *PodMutator) Review(req *request[podView]) *admissionv1.AdmissionResponse {
+	if req.Kind.Group != "" || req.Kind.Kind != "Pod" || req.SubResource != "" {
+		// A webhook configuration that sends other objects is a misconfiguration; fail open
+		// rather than block them.
+		metrics.PodsTotal.WithLabelValues(string(engine.OutcomeSkipped)).Inc()
+		return allowed(req.UID, "pushgateway-lifecycle only mutates pods; ignored "+req.Kind.Kind)
+	}
+	if req.Operation != admissionv1.Create {
+		metrics.PodsTotal.WithLabelValues(string(engine.OutcomeSkipped)).Inc()
+		return allowed(req.UID, "")
+	}
+	if req.Object == nil {
+		err := &badRequest{http.StatusBadRequest, "no_object", "request.object is missing: a pod CREATE must carry the pod"}
+		metrics.RequestErrorsTotal.WithLabelValues(err.reason).Inc()
+		return &admissionv1.AdmissionResponse{UID: req.UID, Result: statusOf(err)}
+	}
+	if k := req.Object.Kind; k != "" && k != "Pod" {
+		err := &badRequest{http.StatusBadRequest, "not_a_pod", "request.object is a " + truncate(k) + ", expected a Pod"}
+		metrics.RequestErrorsTotal.WithLabelValues(err.reason).Inc()
+		return &admissionv1.AdmissionResponse{UID: req.UID, Result: statusOf(err)}
+	}
+
+	pod := req.Object.pod()
+	d := engine.Decide(pod, req.Namespace, h.Policy.Current())
+	metrics.PodsTotal.WithLabelValues(string(d.Outcome)).Inc()
+	name := pod.Name
+	if name == "" {
+		name = pod.GenerateName
+	}
+	log := h.Log.WithValues("uid", req.UID, "namespace", req.Namespace, "pod", name)
+
+	switch d.Outcome {
+	case engine.OutcomeDenied:
+		log.Info("denied pod with invalid settings", "problems", len(d.Problems))
+		return denied(req.UID, d.DenyMessage())
+	case engine.OutcomeSkipped, engine.OutcomeUnchanged:
+		if !d.SetStatus {
+			log.V(1).Info("pod left unchanged", "outcome", d.Outcome, "reason", d.Reason)
+			return allowed(req.UID, "")
+		}
+	}
+	patch, err := BuildPatch(&d)
+	if err != nil {
+		log.Error(err, "building the patch")
+		// Fail open: a pod without the hook is better than a pod not created.
+		return allowed(req.UID, "pushgateway-lifecycle: internal error building the patch")
+	}
+	log.V(1).Info("pod mutated", "outcome", d.Outcome, "status", d.Status)
+	resp := &admissionv1.AdmissionResponse{UID: req.UID, Allowed: true, Warnings: d.Warnings}
+	if patch != nil {
+		resp.Patch = patch
+		resp.PatchType = &patchTypeJSON
+	}
+	return resp
+}

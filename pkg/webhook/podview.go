@@ -1,0 +1,77 @@
+package webhook
+
+import (
+	corev1 "k8s.io/api/core/v1"
+)
+
+// podView holds exactly the pod fields the engine reads (engine.Decide: labels, annotations,
+// namespace, container names, images and lifecycles, the grace period). Decoding into it
+// skips the rest of the pod instead of allocating it; TestPodViewEquivalence proves that the
+// engine decides the same on a podView as on the fully decoded pod.
+type podView struct {
+	Kind     string `json:"kind"`
+	Metadata struct {
+		Name         string            `json:"name"`
+		GenerateName string            `json:"generateName"`
+		Namespace    string            `json:"namespace"`
+		Labels       map[string]string `json:"labels"`
+		Annotations  map[string]string `json:"annotations"`
+	} `json:"metadata"`
+	Spec struct {
+		Containers                    []containerView `json:"containers"`
+		TerminationGracePeriodSeconds *int64          `json:"terminationGracePeriodSeconds"`
+	} `json:"spec"`
+}
+
+type containerView struct {
+	Name      string            `json:"name"`
+	Image     string            `json:"image"`
+	Lifecycle *corev1.Lifecycle `json:"lifecycle"`
+}
+
+// pod builds the sparse corev1.Pod the engine runs on.
+func (v *podView) pod() *corev1.Pod {
+	p := &corev1.Pod{}
+	p.Name = v.Metadata.Name
+	p.GenerateName = v.Metadata.GenerateName
+	p.Namespace = v.Metadata.Namespace
+	p.Labels = v.Metadata.Labels
+	p.Annotations = v.Metadata.Annotations
+	p.Spec.TerminationGracePeriodSeconds = v.Spec.TerminationGracePeriodSeconds
+	if n := len(v.Spec.Containers); n > 0 {
+		p.Spec.Containers = make([]corev1.Container, n)
+		for i := range v.Spec.Containers {
+			c := &v.Spec.Containers[i]
+			p.Spec.Containers[i] = corev1.Container{Name: c.Name, Image: c.Image, Lifecycle: c.Lifecycle}
+		}
+	}
+	return p
+}
+
+// templateView is the part of a workload the validator reads: the pod template of a
+// Deployment, StatefulSet, DaemonSet, ReplicaSet or Job (spec.template) or of a CronJob
+// (spec.jobTemplate.spec.template).
+type templateView struct {
+	Metadata struct {
+		Name      string `json:"name"`
+		Namespace string `json:"namespace"`
+	} `json:"metadata"`
+	Spec struct {
+		Template    *podView `json:"template"`
+		JobTemplate *struct {
+			Spec struct {
+				Template *podView `json:"template"`
+			} `json:"spec"`
+		} `json:"jobTemplate"`
+	} `json:"spec"`
+}
+
+func (t *templateView) template() *podView {
+	if t.Spec.Template != nil {
+		return t.Spec.Template
+	}
+	if t.Spec.JobTemplate != nil {
+		return t.Spec.JobTemplate.Spec.Template
+	}
+	return nil
+}

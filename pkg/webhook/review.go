@@ -1,0 +1,154 @@
+// Package webhook is the thin admission layer: it decodes an AdmissionReview, calls the pure
+// engine and encodes the decision as a JSON patch. It is a plain http.Handler registered on
+// controller-runtime's webhook server (which adds TLS, certificate reload and the
+// controller_runtime_webhook_* metrics) instead of an admission.Handler, because the
+// generic path decodes the review and then the whole pod a second time; here the review and
+// the few pod fields the engine reads are decoded in one pass (see BenchmarkHandler).
+package webhook
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/annotations"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/metrics"
+)
+
+// MaxRequestBytes is the largest AdmissionReview read, the same limit as controller-runtime's
+// (the API server's own request limit is 3 MiB of object plus the review envelope).
+const MaxRequestBytes = 7 * 1024 * 1024
+
+// request is the part of admission.k8s.io/v1 AdmissionRequest the handlers read. Object is a
+// type parameter so each handler decodes only the fields its engine call needs, in the same
+// pass as the envelope.
+type request[T any] struct {
+	UID         types.UID                   `json:"uid"`
+	Kind        metav1.GroupVersionKind     `json:"kind"`
+	Resource    metav1.GroupVersionResource `json:"resource"`
+	SubResource string                      `json:"subResource"`
+	Name        string                      `json:"name"`
+	Namespace   string                      `json:"namespace"`
+	Operation   admissionv1.Operation       `json:"operation"`
+	DryRun      *bool                       `json:"dryRun"`
+	Object      *T                          `json:"object"`
+}
+
+type review[T any] struct {
+	APIVersion string      `json:"apiVersion"`
+	Kind       string      `json:"kind"`
+	Request    *request[T] `json:"request"`
+}
+
+// badRequest is a client mistake: answered with a 4xx code inside a well-formed review.
+type badRequest struct {
+	code   int32
+	reason string // metric label
+	msg    string
+}
+
+func (e *badRequest) Error() string { return e.msg }
+
+// readReview reads, bounds and decodes one AdmissionReview.
+func readReview[T any](r *http.Request, into *review[T]) error {
+	if r.Body == nil || r.Body == http.NoBody {
+		return &badRequest{http.StatusBadRequest, "empty_body", "request body is empty"}
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
+		return &badRequest{http.StatusUnsupportedMediaType, "content_type",
+			fmt.Sprintf("Content-Type %s is not supported: must be application/json", annotations.Truncate(ct))}
+	}
+	lr := &io.LimitedReader{R: r.Body, N: MaxRequestBytes + 1}
+	body, err := io.ReadAll(lr)
+	if err != nil {
+		return &badRequest{http.StatusBadRequest, "read", "reading the request body: " + err.Error()}
+	}
+	if len(body) > MaxRequestBytes {
+		return &badRequest{http.StatusRequestEntityTooLarge, "too_large",
+			fmt.Sprintf("request body is larger than the limit of %d bytes", MaxRequestBytes)}
+	}
+	if err := json.Unmarshal(body, into); err != nil {
+		return &badRequest{http.StatusBadRequest, "decode", "decoding the AdmissionReview: " + describeJSONError(err)}
+	}
+	if into.Kind != "AdmissionReview" || (into.APIVersion != "admission.k8s.io/v1" && into.APIVersion != "admission.k8s.io/v1beta1") {
+		return &badRequest{http.StatusBadRequest, "decode", fmt.Sprintf("body is %s %s: must be an AdmissionReview of admission.k8s.io/v1 or v1beta1",
+			annotations.Truncate(into.APIVersion), annotations.Truncate(into.Kind))}
+	}
+	if into.Request == nil {
+		return &badRequest{http.StatusBadRequest, "decode", "AdmissionReview has no request"}
+	}
+	return nil
+}
+
+// describeJSONError keeps decoder errors short and free of echoed input.
+func describeJSONError(err error) string {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return fmt.Sprintf("invalid JSON at byte %d: %s", se.Offset, se.Error())
+	case errors.As(err, &te):
+		f := te.Field
+		if f == "" {
+			f = "(top level)"
+		}
+		return fmt.Sprintf("field %s: cannot decode a JSON %s into %s", annotations.Truncate(f), te.Value, te.Type)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "truncated JSON"
+	}
+	msg := err.Error()
+	if len(msg) > 200 {
+		msg = msg[:200] + "..."
+	}
+	return msg
+}
+
+// response is admission.k8s.io/v1 AdmissionResponse; the library type is used as is.
+type responseReview struct {
+	APIVersion string                         `json:"apiVersion"`
+	Kind       string                         `json:"kind"`
+	Response   *admissionv1.AdmissionResponse `json:"response"`
+}
+
+func writeResponse(w http.ResponseWriter, apiVersion string, resp *admissionv1.AdmissionResponse) {
+	if apiVersion == "" {
+		apiVersion = "admission.k8s.io/v1"
+	}
+	w.Header().Set("Content-Type", "application/json")
+	// Errors are told inside the review with HTTP 200, as controller-runtime does: the API
+	// server reads the status from the review, and failurePolicy only applies to failed calls.
+	_ = json.NewEncoder(w).Encode(responseReview{APIVersion: apiVersion, Kind: "AdmissionReview", Response: resp})
+}
+
+func writeError(w http.ResponseWriter, apiVersion string, uid types.UID, err error) {
+	var br *badRequest
+	if !errors.As(err, &br) {
+		br = &badRequest{http.StatusInternalServerError, "internal", err.Error()}
+	}
+	metrics.RequestErrorsTotal.WithLabelValues(br.reason).Inc()
+	writeResponse(w, apiVersion, &admissionv1.AdmissionResponse{
+		UID:     uid,
+		Allowed: false,
+		Result:  &metav1.Status{Status: metav1.StatusFailure, Code: br.code, Message: br.msg},
+	})
+}
+
+func allowed(uid types.UID, msg string) *admissionv1.AdmissionResponse {
+	r := &admissionv1.AdmissionResponse{UID: uid, Allowed: true}
+	if msg != "" {
+		r.Result = &metav1.Status{Status: metav1.StatusSuccess, Code: http.StatusOK, Message: msg}
+	}
+	return r
+}
+
+func denied(uid types.UID, msg string) *admissionv1.AdmissionResponse {
+	return &admissionv1.AdmissionResponse{UID: uid, Allowed: false, Result: &metav1.Status{
+		Status: metav1.StatusFailure, Code: http.StatusForbidden, Reason: metav1.StatusReasonForbidden, Message: msg,
+	}}
+}
