@@ -1,0 +1,90 @@
+// Package harness runs the real thing for tests: kube-apiserver and etcd (through
+// controller-runtime's envtest), optionally kube-controller-manager, and the real
+// pushgateway-lifecycle binary serving its webhook on 127.0.0.1 with envtest's serving
+// certificate. The e2e suite, the chart tests, the benchmark, the reliability tests and
+// `make run` all start their control plane through this package, so they prove the same setup.
+package harness
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+)
+
+// RepoRoot returns the module root (the directory holding go.mod). It walks up from the
+// working directory, which `go test` sets to the package directory.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			if _, err := os.Stat(filepath.Join(dir, "hack", "k8s-binaries.sh")); err == nil {
+				return dir, nil
+			}
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("harness: no go.mod with hack/k8s-binaries.sh above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// FixturesDir is the owners' read-only fixtures folder, which lives beside the repository
+// (`../shared/fixtures`), both here and in CI.
+func FixturesDir() (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(root, "..", "shared", "fixtures")
+	if _, err := os.Stat(dir); err != nil {
+		return "", fmt.Errorf("harness: fixtures not found beside the repository: %w", err)
+	}
+	return filepath.Clean(dir), nil
+}
+
+var (
+	binDirOnce sync.Once
+	binDir     string
+	binDirErr  error
+)
+
+// K8sBinDir returns the directory holding kube-apiserver, kube-controller-manager, kubectl
+// and etcd, by running hack/k8s-binaries.sh (which honours KUBEBUILDER_ASSETS and returns at
+// once when the binaries exist; otherwise it builds them, which takes minutes the first time).
+func K8sBinDir() (string, error) {
+	binDirOnce.Do(func() {
+		root, err := RepoRoot()
+		if err != nil {
+			binDirErr = err
+			return
+		}
+		var stdout bytes.Buffer
+		cmd := exec.Command(filepath.Join(root, "hack", "k8s-binaries.sh"))
+		cmd.Dir = root
+		cmd.Stdout = &stdout
+		// The script's progress goes to stderr: shown, because a first build is long.
+		cmd.Stderr = os.Stderr
+		if err := cmd.Run(); err != nil {
+			binDirErr = fmt.Errorf("harness: hack/k8s-binaries.sh failed: %w", err)
+			return
+		}
+		lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+		binDir = strings.TrimSpace(lines[len(lines)-1])
+		for _, b := range []string{"kube-apiserver", "kube-controller-manager", "kubectl", "etcd"} {
+			if _, err := os.Stat(filepath.Join(binDir, b)); err != nil {
+				binDirErr = fmt.Errorf("harness: %s missing from %s", b, binDir)
+				return
+			}
+		}
+	})
+	return binDir, binDirErr
+}
