@@ -59,7 +59,7 @@ func Truncate(v string) string {
 // invalid builds the one error shape used for every setting: field path, bad value, accepted forms.
 func invalid(path *field.Path, value, accepted string) *field.Error {
 	// field.Invalid would print the value with %v unbounded; keep our own truncated, quoted form.
-	return field.Invalid(path, field.OmitValueType{}, fmt.Sprintf("invalid value %s: must be %s", Truncate(value), accepted))
+	return field.Invalid(path, field.OmitValueType{}, fmt.Sprintf("%s: must be %s", Truncate(value), accepted))
 }
 
 // ParseSeconds parses a duration setting: a Go duration that is a whole number of seconds, or

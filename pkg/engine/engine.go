@@ -107,20 +107,20 @@ func Decide(pod *corev1.Pod, namespace string, pol *policy.Policy) Decision {
 	d.HadAnnotations = ann != nil
 	if _, mirror := ann[annotations.AnnotationMirror]; mirror {
 		// The kubelet owns a mirror pod's spec; the API server refuses changes to it.
-		return skip(d, "mirror pod", false)
+		return skip(d, pod, "mirror pod", false)
 	}
 	if namespace == "kube-system" {
-		return skip(d, "kube-system", false)
+		return skip(d, pod, "kube-system", false)
 	}
 	d.Selected = pod.Labels[annotations.LabelInject] == "true" || pol.Matches(pod.Labels)
 	if !d.Selected {
-		return skip(d, "not selected", false)
+		return skip(d, pod, "not selected", false)
 	}
 
 	set, problems := annotations.Parse(ann, pol.AnnotationLimits())
 	d.Problems = problems
 	if set.OptOut {
-		return skip(d, "inject=false", true)
+		return skip(d, pod, "inject=false", true)
 	}
 
 	targets, terr := targetContainers(pod, set.Containers)
@@ -134,7 +134,7 @@ func Decide(pod *corev1.Pod, namespace string, pol *policy.Policy) Decision {
 		return d
 	}
 	if len(targets) == 0 {
-		return skip(d, "no target container (name one in "+annotations.AnnotationContainers+")", true)
+		return skip(d, pod, "no target container (name one in "+annotations.AnnotationContainers+")", true)
 	}
 
 	d.Sleep = int64(pol.Defaults.PreStopSleep)
@@ -195,7 +195,7 @@ func Decide(pod *corev1.Pod, namespace string, pol *policy.Policy) Decision {
 		if set.TerminationGracePeriod != nil {
 			// Below the sleep the API server would reject the pod: treat it as invalid.
 			d.Problems = append(d.Problems, field.Invalid(annotations.Path(annotations.AnnotationTerminationGracePeriod), field.OmitValueType{},
-				fmt.Sprintf("invalid value %s: must be at least the preStop sleep (%s)",
+				fmt.Sprintf("%s: must be at least the preStop sleep (%s)",
 					annotations.Truncate(ann[annotations.AnnotationTerminationGracePeriod]), annotations.FormatSeconds(longest))))
 			if pol.OnInvalid == policy.OnInvalidReject {
 				d.Outcome = OutcomeDenied
@@ -235,7 +235,9 @@ func Decide(pod *corev1.Pod, namespace string, pol *policy.Policy) Decision {
 	return d
 }
 
-func skip(d Decision, reason string, record bool) Decision {
+// skip records a skip; with record the reason goes into the status annotation (for skips a
+// user asked for or can fix), written only when it differs so a reinvocation changes nothing.
+func skip(d Decision, pod *corev1.Pod, reason string, record bool) Decision {
 	d.Outcome = OutcomeSkipped
 	d.Reason = reason
 	if record {
@@ -243,7 +245,7 @@ func skip(d Decision, reason string, record bool) Decision {
 		if len(d.Problems) > 0 {
 			d.Status += "; invalid: " + problemsText(d.Problems)
 		}
-		d.SetStatus = true
+		d.SetStatus = pod.Annotations[annotations.AnnotationStatus] != d.Status
 	}
 	return d
 }
@@ -314,7 +316,7 @@ func targetContainers(pod *corev1.Pod, names []string) ([]int, *field.Error) {
 				existing[i] = cs[i].Name
 			}
 			return nil, field.Invalid(annotations.Path(annotations.AnnotationContainers), field.OmitValueType{},
-				fmt.Sprintf("invalid value %s: names no container of this pod (%s); must be a comma-separated list of: %s",
+				fmt.Sprintf("%s: names no container of this pod (%s); must be a comma-separated list of: %s",
 					annotations.Truncate(strings.Join(names, ",")), annotations.Truncate(strings.Join(missing, ",")), annotations.Truncate(strings.Join(existing, ","))))
 		}
 		sortInts(idx)
