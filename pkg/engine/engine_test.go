@@ -123,7 +123,9 @@ func TestMutate(t *testing.T) {
 		{name: "inject label selects whatever the selector says", pod: pgwPod(func(p *corev1.Pod) { p.Labels = map[string]string{annotations.LabelInject: "true"} }), pol: pol(),
 			want: want{outcome: OutcomeInjected, hooks: map[string]string{"pushgateway": "sleep 30s"}, grace: 45}},
 		{name: "custom selector", pod: pgwPod(func(p *corev1.Pod) { p.Labels = map[string]string{"team": "obs"} }),
-			pol: pol(func(p *policy.Policy) { p.Selector = &metav1.LabelSelector{MatchLabels: map[string]string{"team": "obs"}} }),
+			pol: pol(func(p *policy.Policy) {
+				p.Selector = &metav1.LabelSelector{MatchLabels: map[string]string{"team": "obs"}}
+			}),
 			want: want{outcome: OutcomeInjected, hooks: map[string]string{"pushgateway": "sleep 30s"}}},
 		{name: "mirror pod untouched", pod: pgwPod(withAnn(annotations.AnnotationMirror, "x")), pol: pol(),
 			want: want{outcome: OutcomeSkipped, hooks: map[string]string{"pushgateway": ""}, grace: 30, status: "-"}},
