@@ -202,7 +202,7 @@ func reviewBody(t testing.TB, op admissionv1.Operation, kind string, obj any) []
 	t.Helper()
 	req := map[string]any{
 		"uid": "u-1", "kind": map[string]string{"group": "", "version": "v1", "kind": kind},
-		"resource": map[string]string{"group": "", "version": "v1", "resource": "pods"},
+		"resource":  map[string]string{"group": "", "version": "v1", "resource": "pods"},
 		"namespace": "ns", "operation": op,
 	}
 	if obj != nil {
