@@ -70,7 +70,9 @@ func ParseSeconds(s string) (int64, error) {
 	}
 	if isDigits(s) {
 		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
+		// Beyond MaxSeconds FormatSeconds (time.Duration) overflows and would print a
+		// different value than the one accepted (9223372036854775807 -> "-1s").
+		if err != nil || n > MaxSeconds {
 			return 0, fmt.Errorf("out of range")
 		}
 		return n, nil
@@ -87,6 +89,10 @@ func ParseSeconds(s string) (int64, error) {
 	}
 	return int64(d / time.Second), nil
 }
+
+// MaxSeconds is the largest duration a setting can hold: the largest time.Duration in whole
+// seconds (about 292 years), so every accepted value prints back as itself.
+const MaxSeconds = int64(1<<63-1) / int64(time.Second)
 
 func isDigits(s string) bool {
 	for i := 0; i < len(s); i++ {

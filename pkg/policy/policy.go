@@ -177,7 +177,9 @@ func (p *Policy) Validate() field.ErrorList {
 	if d.ShutdownBudget < 0 {
 		errs = append(errs, field.Invalid(dp.Child("shutdownBudget"), d.ShutdownBudget.String(), "must be >= 0s"))
 	}
-	if d.PreStopSleep+d.ShutdownBudget > lim.MaxTerminationGracePeriod {
+	// Subtraction, not addition: both are >= 0 here, and the sum of two large values
+	// overflows int64 and would pass the check.
+	if d.ShutdownBudget > lim.MaxTerminationGracePeriod-d.PreStopSleep {
 		errs = append(errs, field.Invalid(dp.Child("shutdownBudget"), d.ShutdownBudget.String(),
 			fmt.Sprintf("defaults.preStopSleep + defaults.shutdownBudget must be <= limits.maxTerminationGracePeriod (%s)", lim.MaxTerminationGracePeriod)))
 	}
