@@ -92,6 +92,7 @@ func serve(args []string, stderr io.Writer) int {
 		if errors.Is(err, pflag.ErrHelp) {
 			return exitOK
 		}
+		fmt.Fprintf(stderr, "error: %v\n\n%s", err, fs.FlagUsages())
 		return exitBadArgs
 	}
 	log := zap.New(zap.UseFlagOptions(&zapOpts))
@@ -126,6 +127,7 @@ func mutate(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		if errors.Is(err, pflag.ErrHelp) {
 			return exitOK
 		}
+		fmt.Fprintf(stderr, "error: %v\n\n%s", err, fs.FlagUsages())
 		return exitBadArgs
 	}
 	if *file == "" {
