@@ -1,0 +1,107 @@
+{{/* Chart name. */}}
+{{- define "pgl.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name: the prefix of every resource. */}}
+{{- define "pgl.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "pgl.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "pgl.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "pgl.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "pgl.labels" -}}
+helm.sh/chart: {{ include "pgl.chart" . }}
+{{ include "pgl.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: admission-webhook
+{{- end }}
+
+{{- define "pgl.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "pgl.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "pgl.certSecretName" -}}
+{{- if .Values.certManager.enabled }}
+{{- printf "%s-tls" (include "pgl.fullname" .) }}
+{{- else }}
+{{- default (printf "%s-certs" (include "pgl.fullname" .)) .Values.certRotation.secretName }}
+{{- end }}
+{{- end }}
+
+{{/* Both webhook configurations carry the full name: the rotator's RBAC names them. */}}
+{{- define "pgl.webhookConfigName" -}}
+{{- include "pgl.fullname" . }}
+{{- end }}
+
+{{/* Namespaces never sent to the webhook: kube-system, the release namespace, and the list. */}}
+{{- define "pgl.excludedNamespaces" -}}
+{{- $ns := list "kube-system" .Release.Namespace }}
+{{- range .Values.webhook.excludedNamespaces }}{{ $ns = append $ns . }}{{ end }}
+{{- toJson (uniq $ns) }}
+{{- end }}
+
+{{- define "pgl.namespaceSelector" -}}
+{{- $exclude := dict "key" "kubernetes.io/metadata.name" "operator" "NotIn" "values" (include "pgl.excludedNamespaces" . | fromJsonArray) }}
+{{- if eq .Values.webhook.scope "cluster" }}
+matchExpressions:
+  - {{ toJson $exclude }}
+{{- else }}
+{{- with .Values.webhook.namespaceSelector.matchLabels }}
+matchLabels:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+matchExpressions:
+  {{- range .Values.webhook.namespaceSelector.matchExpressions }}
+  - {{ toJson . }}
+  {{- end }}
+  - {{ toJson $exclude }}
+{{- end }}
+{{- end }}
+
+{{/*
+The pod selection of the core contract as CEL: app.kubernetes.io/name in the list, or the
+explicit opt-in label. The default renders exactly the expression the e2e suite proves.
+*/}}
+{{- define "pgl.podSelectionCEL" -}}
+{{- $names := list }}
+{{- range .Values.webhook.podSelection.appNames }}{{ $names = append $names (printf "'%s'" .) }}{{ end -}}
+has(object.metadata.labels) && (('app.kubernetes.io/name' in object.metadata.labels && object.metadata.labels['app.kubernetes.io/name'] in [{{ join ", " $names }}]) || ('pushgateway-lifecycle.io/inject' in object.metadata.labels && object.metadata.labels['pushgateway-lifecycle.io/inject'] == 'true'))
+{{- end }}
+
+{{- define "pgl.certManagerAnnotation" -}}
+{{- if .Values.certManager.enabled }}
+annotations:
+  cert-manager.io/inject-ca-from: {{ printf "%s/%s-serving" .Release.Namespace (include "pgl.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{- define "pgl.clientConfig" -}}
+clientConfig:
+  service:
+    name: {{ include "pgl.fullname" .root }}
+    namespace: {{ .root.Release.Namespace }}
+    path: {{ .path }}
+    port: 443
+{{- end }}
