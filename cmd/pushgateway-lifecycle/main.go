@@ -16,6 +16,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/certs"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/preview"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/server"
@@ -82,6 +83,13 @@ func serve(args []string, stderr io.Writer) int {
 	fs.StringVar(&o.PolicyFile, "policy", o.PolicyFile, "Policy file (YAML), reloaded on change; built-in defaults without it.")
 	fs.DurationVar(&o.ShutdownDelay, "shutdown-delay", o.ShutdownDelay, "After SIGTERM, stay up unready this long before stopping.")
 	fs.DurationVar(&o.CertWaitTimeout, "cert-wait-timeout", o.CertWaitTimeout, "Give up when the certificate has not appeared after this long (0: wait).")
+	var rot certs.Options
+	rotate := fs.Bool("cert-rotation", false, "Generate and rotate the serving certificate in-process (no cert-manager): keeps a CA and a serving pair in --cert-secret-name, writes the pair into --cert-dir and the CA into the webhook configurations.")
+	fs.StringVar(&rot.SecretName, "cert-secret-name", "", "With --cert-rotation: the Secret (created empty by the chart) that holds the CA and the serving pair.")
+	fs.StringVar(&rot.ServiceName, "cert-service-name", "", "With --cert-rotation: the webhook Service; the certificate is valid for its DNS names.")
+	fs.StringVar(&rot.Namespace, "cert-namespace", os.Getenv("POD_NAMESPACE"), "With --cert-rotation: namespace of the Secret and Service (default $POD_NAMESPACE).")
+	fs.StringVar(&rot.MutatingWebhookName, "mutating-webhook-name", "", "With --cert-rotation: MutatingWebhookConfiguration whose caBundle is kept in sync.")
+	fs.StringVar(&rot.ValidatingWebhookName, "validating-webhook-name", "", "With --cert-rotation: ValidatingWebhookConfiguration whose caBundle is kept in sync.")
 	fs.BoolVar(&o.Floor, "floor", false, "Benchmark only: answer every review with a constant.")
 	_ = fs.MarkHidden("floor")
 	zapOpts := zap.Options{}
@@ -94,6 +102,9 @@ func serve(args []string, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stderr, "error: %v\n\n%s", err, fs.FlagUsages())
 		return exitBadArgs
+	}
+	if *rotate {
+		o.CertRotation = &rot
 	}
 	log := zap.New(zap.UseFlagOptions(&zapOpts))
 	ctrl.SetLogger(log)

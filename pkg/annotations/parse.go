@@ -105,6 +105,10 @@ func isDigits(s string) bool {
 
 // FormatSeconds prints seconds the way the status annotation and messages do (30s, 1m30s).
 func FormatSeconds(n int64) string {
+	if n > MaxSeconds || n < -MaxSeconds {
+		// Beyond time.Duration: print plain seconds rather than a wrapped value.
+		return strconv.FormatInt(n, 10) + "s"
+	}
 	return (time.Duration(n) * time.Second).String()
 }
 

@@ -6,6 +6,7 @@ package engine
 
 import (
 	"fmt"
+	"math"
 	"path"
 	"strconv"
 	"strings"
@@ -203,7 +204,7 @@ func Decide(pod *corev1.Pod, namespace string, pol *policy.Policy) Decision {
 				return d
 			}
 		}
-		d.NewGrace = max(d.OldGrace, longest+budget)
+		d.NewGrace = max(d.OldGrace, addCapped(longest, budget))
 		if d.NewGrace > int64(pol.Limits.MaxTerminationGracePeriod) && d.OldGrace <= int64(pol.Limits.MaxTerminationGracePeriod) {
 			// Capped so that node drains (Cluster Autoscaler) do not give up on the pod;
 			// never below the sleep, which the API server requires.
@@ -237,6 +238,15 @@ func Decide(pod *corev1.Pod, namespace string, pol *policy.Policy) Decision {
 
 // skip records a skip; with record the reason goes into the status annotation (for skips a
 // user asked for or can fix), written only when it differs so a reinvocation changes nothing.
+// addCapped adds two non-negative seconds without wrapping: a kept hook may come with any
+// int64 (the API server validates it after us), and a wrapped sum would shorten the grace.
+func addCapped(a, b int64) int64 {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
+}
+
 func skip(d Decision, pod *corev1.Pod, reason string, record bool) Decision {
 	d.Outcome = OutcomeSkipped
 	d.Reason = reason

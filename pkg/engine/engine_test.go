@@ -166,6 +166,9 @@ func TestMutate(t *testing.T) {
 			p.Spec.TerminationGracePeriodSeconds = i64(45)
 		}), pol: pol(), want: want{outcome: OutcomeUnchanged, hooks: map[string]string{"pushgateway": "sleep 30s"}, grace: 45,
 			status: "already set: sleep 30s on pushgateway; terminationGracePeriodSeconds 45"}},
+		{name: "huge kept sleep does not wrap the grace period", pod: pgwPod(func(p *corev1.Pod) {
+			p.Spec.Containers[0].Lifecycle = &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: 1<<63 - 1}}}
+		}), pol: pol(), want: want{outcome: OutcomeInjected, hooks: map[string]string{"pushgateway": "sleep 9223372036854775807s"}, grace: 1<<63 - 1}},
 		{name: "sum capped at maxTerminationGracePeriod", pod: pgwPod(withAnn(annotations.AnnotationPreStopSleep, "300s", annotations.AnnotationShutdownBudget, "600s")), pol: pol(),
 			want: want{outcome: OutcomeInjected, hooks: map[string]string{"pushgateway": "sleep 5m0s"}, grace: 600, status: "(capped by limits.maxTerminationGracePeriod)"}},
 		{name: "bad settings warn, each falls back alone", pod: pgwPod(withAnn(annotations.AnnotationPreStopSleep, "1s", annotations.AnnotationShutdownBudget, "20s")), pol: pol(),

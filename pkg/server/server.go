@@ -22,10 +22,12 @@ import (
 	"github.com/go-logr/logr"
 	"golang.org/x/sync/errgroup"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/certs"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/metrics"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
 	pglwebhook "github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/webhook"
@@ -54,6 +56,10 @@ type Options struct {
 	CertWaitTimeout time.Duration
 	// Floor answers every review with a constant (benchmark only).
 	Floor bool
+
+	// CertRotation, when set, runs the in-process certificate rotator (pkg/certs) in a
+	// controller-runtime Manager: the only part of the server that talks to the API.
+	CertRotation *certs.Options
 
 	// Extra runs beside the servers (for example the certificate rotator); its ready channel,
 	// when non-nil, gates the webhook server and readiness.
@@ -112,6 +118,12 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 			metrics.PolicyReloadsTotal.WithLabelValues("failure").Inc()
 		} else {
 			metrics.PolicyReloadsTotal.WithLabelValues("success").Inc()
+		}
+	}
+
+	if o.CertRotation != nil {
+		if err := o.setupCertRotation(log); err != nil {
+			return err
 		}
 	}
 
@@ -212,6 +224,33 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 	case <-gctx.Done():
 	}
 	return g.Wait()
+}
+
+// setupCertRotation builds a Manager with in-cluster credentials for the rotator only: no
+// metrics or probe servers of its own (ours serve its metrics through the shared registry),
+// no webhook server, no leader election (every replica writes its own cert dir).
+func (o *Options) setupCertRotation(log logr.Logger) error {
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("--cert-rotation needs Kubernetes API access: %w", err)
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Logger:                 log.WithName("manager"),
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+	})
+	if err != nil {
+		return fmt.Errorf("--cert-rotation: %w", err)
+	}
+	co := *o.CertRotation
+	co.CertDir, co.CertName, co.KeyName = o.CertDir, o.CertName, o.KeyName
+	ready, err := certs.Setup(mgr, co)
+	if err != nil {
+		return err
+	}
+	o.Extra = mgr.Start
+	o.ExtraReady = ready
+	return nil
 }
 
 func waitForFiles(ctx context.Context, timeout time.Duration, log logr.Logger, paths ...string) error {
