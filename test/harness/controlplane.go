@@ -153,9 +153,9 @@ func (cp *ControlPlane) startControllerManager(log io.Writer) error {
 	certDir := filepath.Join(cp.Dir, "kcm-certs")
 	args := []string{
 		"--kubeconfig=" + cp.KubeconfigPath,
-		// Delegated authn/authz of its own /healthz etc. against the same apiserver.
-		"--authentication-kubeconfig=" + cp.KubeconfigPath,
-		"--authorization-kubeconfig=" + cp.KubeconfigPath,
+		// No --authentication-kubeconfig: envtest's apiserver has no request-header CA, and
+		// delegated authentication would log an error every few seconds about it. /healthz is
+		// always allowed, which is all the harness reads.
 		"--controllers=deployment,replicaset,statefulset",
 		"--leader-elect=false",
 		"--bind-address=127.0.0.1",
