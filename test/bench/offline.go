@@ -1,0 +1,84 @@
+package bench
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"syscall"
+	"time"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/bench/podgen"
+)
+
+// Offline is `pushgateway-lifecycle mutate` on a stream of Deployments.
+type Offline struct {
+	Deployments int     `json:"deployments"`
+	WallMs      float64 `json:"wall_ms"` // median of the runs
+	PeakRSSMiB  float64 `json:"peak_rss_mib"`
+	OutputBytes int     `json:"output_bytes"`
+}
+
+// RunOffline writes n copies of the upstream chart's Deployment (distinct names) as one YAML
+// stream and times `mutate -f` on it, runs times, keeping the median wall time and the
+// largest peak RSS (from wait4's rusage).
+func RunOffline(bin, dir string, n, runs int) (*Offline, error) {
+	d, err := podgen.UpstreamDeployment()
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	for i := 0; i < n; i++ {
+		c := d.DeepCopy()
+		c.Name = d.Name + "-" + strconv.Itoa(i)
+		b, err := yaml.Marshal(c)
+		if err != nil {
+			return nil, err
+		}
+		buf.WriteString("---\n")
+		buf.Write(b)
+	}
+	in := filepath.Join(dir, fmt.Sprintf("deployments-%d.yaml", n))
+	if err := os.WriteFile(in, buf.Bytes(), 0o600); err != nil {
+		return nil, err
+	}
+	var walls []time.Duration
+	res := &Offline{Deployments: n}
+	for r := 0; r < runs; r++ {
+		cmd := exec.Command(bin, "mutate", "-f", in)
+		var out countWriter
+		var stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &stderr
+		cmd.SysProcAttr = childAttr()
+		t := time.Now()
+		err := cmd.Run()
+		wall := time.Since(t)
+		if err != nil {
+			return nil, fmt.Errorf("mutate on %d deployments: %w\n%s", n, err, stderr.String())
+		}
+		walls = append(walls, wall)
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			// Linux reports ru_maxrss in KiB.
+			res.PeakRSSMiB = max(res.PeakRSSMiB, float64(ru.Maxrss)/1024)
+		}
+		res.OutputBytes = out.n
+	}
+	sort.Slice(walls, func(i, j int) bool { return walls[i] < walls[j] })
+	res.WallMs = ms(walls[len(walls)/2])
+	if res.OutputBytes <= len(buf.Bytes()) {
+		return nil, fmt.Errorf("mutate wrote %d bytes for %d input bytes: nothing was added", res.OutputBytes, buf.Len())
+	}
+	return res, nil
+}
+
+type countWriter struct{ n int }
+
+func (w *countWriter) Write(p []byte) (int, error) { w.n += len(p); return len(p), nil }
+
+var _ io.Writer = (*countWriter)(nil)

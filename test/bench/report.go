@@ -1,0 +1,240 @@
+package bench
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Machine describes where the numbers come from.
+type Machine struct {
+	NProc    int    `json:"nproc"`
+	CPUModel string `json:"cpu_model"`
+	MemGiB   string `json:"mem_total"`
+	Go       string `json:"go"`
+	// LoadAvg is /proc/loadavg when the run started: the machine is shared, and a load well
+	// above 2 means the measured core was not the server's alone.
+	LoadAvg string `json:"loadavg"`
+}
+
+// Target is one goal of the issue against its measurement.
+type Target struct {
+	Section  string `json:"section"`
+	Name     string `json:"name"`
+	Goal     string `json:"goal"`
+	Measured string `json:"measured"`
+	Met      bool   `json:"met"`
+}
+
+// Report is everything one run measured (bench/results/latest.json).
+type Report struct {
+	Started time.Time    `json:"started"`
+	Seconds float64      `json:"seconds"`
+	Machine Machine      `json:"machine"`
+	Micro   []Micro      `json:"micro,omitempty"`
+	Direct  []DirectStep `json:"direct,omitempty"`
+	API     []APIMode    `json:"apiserver,omitempty"`
+	Offline []Offline    `json:"offline,omitempty"`
+	Soak    *Soak        `json:"soak,omitempty"`
+	Targets []Target     `json:"targets"`
+	Notes   []string     `json:"notes,omitempty"`
+}
+
+// DescribeMachine reads /proc.
+func DescribeMachine() Machine {
+	m := Machine{NProc: runtime.NumCPU(), Go: runtime.Version()}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		m.LoadAvg = strings.Join(strings.Fields(string(b))[:3], " ")
+	}
+	if f, err := os.Open("/proc/cpuinfo"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+		_ = f.Close()
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		line, _, _ := strings.Cut(string(b), "\n")
+		m.MemGiB = strings.Join(strings.Fields(strings.TrimPrefix(line, "MemTotal:")), " ")
+	}
+	return m
+}
+
+// Write saves the report as JSON.
+func (r *Report) Write(path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+func (r *Report) target(section, name, goal string, met bool, format string, args ...any) {
+	r.Targets = append(r.Targets, Target{section, name, goal, fmt.Sprintf(format, args...), met})
+}
+
+// Evaluate fills Targets from the measurements.
+func (r *Report) Evaluate() {
+	r.Targets = nil
+	if len(r.Micro) > 0 {
+		dec, ok1 := MicroByName(r.Micro, "DecodePod/realistic")
+		h, ok2 := MicroByName(r.Micro, "Handler/realistic")
+		h64, ok3 := MicroByName(r.Micro, "Handler/64KB")
+		if ok1 && ok2 {
+			x := h.NsOp / dec.NsOp
+			r.target("1", "handler vs decode-only, realistic pod", "<= 2x", x <= 2, "%.2fx (%.1f vs %.1f us)", x, h.NsOp/1000, dec.NsOp/1000)
+		}
+		if ok2 && ok3 {
+			x := h64.NsOp / h.NsOp
+			r.target("1", "handler 64 KB vs realistic pod", "<= 25x", x <= 25, "%.1fx", x)
+		}
+	}
+	if len(r.Direct) > 0 {
+		get := func(server string, rate float64) *DirectStep {
+			for i := range r.Direct {
+				if r.Direct[i].Server == server && r.Direct[i].TargetRate == rate {
+					return &r.Direct[i]
+				}
+			}
+			return nil
+		}
+		if w, f := get("webhook", 2000), get("floor", 2000); w != nil && f != nil {
+			x := float64(w.P99us) / float64(f.P99us)
+			r.target("2", "p99 at 2,000 req/s vs floor", "<= 1.5x", x <= 1.5, "%.2fx (%.2f vs %.2f ms)", x, float64(w.P99us)/1000, float64(f.P99us)/1000)
+		}
+		if w, f := get("webhook", 0), get("floor", 0); w != nil && f != nil {
+			x := w.Achieved / f.Achieved
+			r.target("2", "max throughput vs floor", ">= 0.5x", x >= 0.5, "%.2fx (%.0f vs %.0f req/s)", x, w.Achieved, f.Achieved)
+		}
+		var peak float64
+		var errs int64
+		for _, s := range r.Direct {
+			if s.Server == "webhook" {
+				peak = max(peak, s.PeakRSSMiB)
+			}
+			errs += s.Errors
+		}
+		r.target("2", "webhook peak RSS", "<= 40 MiB", peak <= 40, "%.1f MiB", peak)
+		r.target("2", "errors (all steps, both servers)", "0", errs == 0, "%d", errs)
+	}
+	if len(r.API) == 2 {
+		w, n := r.API[0], r.API[1]
+		p50, p99 := w.P50ms/n.P50ms, w.P99ms/n.P99ms
+		r.target("3", "pod create p50 with/without webhook", "<= 1.15x", p50 <= 1.15, "%.2fx (+%.2f ms)", p50, w.P50ms-n.P50ms)
+		r.target("3", "pod create p99 with/without webhook", "<= 1.3x", p99 <= 1.3, "%.2fx (+%.2f ms)", p99, w.P99ms-n.P99ms)
+		ok := w.Errors == 0 && n.Errors == 0 && w.Mutated == w.Pods && n.Mutated == 0
+		r.target("3", "every pod created; mutated exactly with the webhook", "all", ok, "errors %d/%d, mutated %d/%d with, %d without",
+			w.Errors, n.Errors, w.Mutated, w.Pods, n.Mutated)
+	}
+	for _, o := range r.Offline {
+		if o.Deployments == 1000 {
+			r.target("4", "mutate 1,000 Deployments: wall", "<= 400 ms", o.WallMs <= 400, "%.0f ms", o.WallMs)
+			r.target("4", "mutate 1,000 Deployments: peak RSS", "<= 60 MiB", o.PeakRSSMiB <= 60, "%.1f MiB", o.PeakRSSMiB)
+		}
+	}
+	if s := r.Soak; s != nil && s.Load != nil {
+		r.target("5", "soak errors", "0", s.Load.Errors == 0, "%d of %d", s.Load.Errors, s.Load.Requests)
+		// Noise: the Go heap grows in steps, so allow 10% or 4 MiB, whichever is more.
+		grow := s.RSSEndMiB - s.RSSStartMiB
+		r.target("5", "soak RSS growth", "<= max(10%, 4 MiB)", grow <= max(0.1*s.RSSStartMiB, 4), "%.1f -> %.1f MiB", s.RSSStartMiB, s.RSSEndMiB)
+		r.target("5", "soak goroutine growth", "<= +5", s.GoroutineEnd-s.GoroutineStart <= 5, "%.0f -> %.0f", s.GoroutineStart, s.GoroutineEnd)
+	}
+}
+
+// Print writes the tables.
+func (r *Report) Print(out io.Writer) {
+	m := r.Machine
+	fmt.Fprintf(out, "\nMachine: %d cores, %s, %s RAM, %s, load average at start %s\n", m.NProc, m.CPUModel, m.MemGiB, m.Go, m.LoadAvg)
+	tw := func() *tabwriter.Writer { return tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight) }
+	if len(r.Micro) > 0 {
+		fmt.Fprintln(out, "\n1. Engine micro-benchmarks (go test -bench, median)")
+		w := tw()
+		fmt.Fprintln(w, "benchmark\tns/op\tB/op\tallocs/op\tvs DecodePod\t")
+		for _, b := range r.Micro {
+			rel := ""
+			if _, c, ok := strings.Cut(b.Name, "/"); ok {
+				if d, ok := MicroByName(r.Micro, "DecodePod/"+c); ok {
+					rel = fmt.Sprintf("%.2fx", b.NsOp/d.NsOp)
+				}
+			}
+			fmt.Fprintf(w, "%s\t%.0f\t%d\t%d\t%s\t\n", b.Name, b.NsOp, b.BOp, b.AllocsOp, rel)
+		}
+		_ = w.Flush()
+	}
+	if len(r.Direct) > 0 {
+		fmt.Fprintln(out, "\n2. Direct load over TLS on 127.0.0.1 (server on core 1, loader on core 0; latency in ms)")
+		w := tw()
+		fmt.Fprintln(w, "server\trate\tachieved/s\tp50\tp90\tp99\tp99.9\terrors\tCPU s/1k req\tpeak RSS MiB\tloader cores\tp99 vs floor\treq/s vs floor\t")
+		for _, s := range r.Direct {
+			vs99, vsRate := "", ""
+			if s.Server == "webhook" {
+				for _, f := range r.Direct {
+					if f.Server == "floor" && f.TargetRate == s.TargetRate {
+						vs99 = fmt.Sprintf("%.2fx", float64(s.P99us)/float64(f.P99us))
+						vsRate = fmt.Sprintf("%.2fx", s.Achieved/f.Achieved)
+					}
+				}
+			}
+			fmt.Fprintf(w, "%s\t%s\t%.0f\t%.3f\t%.3f\t%.3f\t%.3f\t%d\t%.3f\t%.1f\t%.2f\t%s\t%s\t\n", s.Server, rateName(s.TargetRate), s.Achieved,
+				float64(s.P50us)/1000, float64(s.P90us)/1000, float64(s.P99us)/1000, float64(s.P999us)/1000, s.Errors,
+				s.ServerCPUPer1000, s.PeakRSSMiB, s.LoaderCPU, vs99, vsRate)
+		}
+		_ = w.Flush()
+	}
+	if len(r.API) > 0 {
+		fmt.Fprintln(out, "\n3. Pod create through kube-apiserver (parallelism 8, interleaved rounds; latency in ms)")
+		w := tw()
+		fmt.Fprintln(w, "webhook\tpods\terrors\tmutated\tp50\tp99\tpods/s\tp50 ratio\tp99 ratio\tp50 diff\tp99 diff\t")
+		n := r.API[len(r.API)-1]
+		for _, a := range r.API {
+			fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%.2f\t%.2f\t%.0f\t%.2fx\t%.2fx\t%+.2f\t%+.2f\t\n", a.Mode, a.Pods, a.Errors, a.Mutated, a.P50ms, a.P99ms, a.PodsSec,
+				a.P50ms/n.P50ms, a.P99ms/n.P99ms, a.P50ms-n.P50ms, a.P99ms-n.P99ms)
+		}
+		_ = w.Flush()
+	}
+	if len(r.Offline) > 0 {
+		fmt.Fprintln(out, "\n4. Offline `pushgateway-lifecycle mutate -f` (median wall of 3 runs)")
+		w := tw()
+		fmt.Fprintln(w, "deployments\twall ms\tpeak RSS MiB\t")
+		for _, o := range r.Offline {
+			fmt.Fprintf(w, "%d\t%.0f\t%.1f\t\n", o.Deployments, o.WallMs, o.PeakRSSMiB)
+		}
+		_ = w.Flush()
+	}
+	if s := r.Soak; s != nil && s.Load != nil {
+		fmt.Fprintf(out, "\n5. Soak: %.0f min at %.0f req/s\n", s.Minutes, s.Rate)
+		w := tw()
+		fmt.Fprintln(w, "requests\terrors\tp50 ms\tp99 ms\tp99.9 ms\tRSS start\tRSS end\tpeak RSS\tgoroutines start\tgoroutines end\t")
+		fmt.Fprintf(w, "%d\t%d\t%.3f\t%.3f\t%.3f\t%.1f\t%.1f\t%.1f\t%.0f\t%.0f\t\n", s.Load.Requests, s.Load.Errors,
+			float64(s.Load.P50us)/1000, float64(s.Load.P99us)/1000, float64(s.Load.P999us)/1000,
+			s.RSSStartMiB, s.RSSEndMiB, s.PeakRSSMiB, s.GoroutineStart, s.GoroutineEnd)
+		_ = w.Flush()
+	}
+	fmt.Fprintln(out, "\nTargets")
+	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "sec\ttarget\tgoal\tmeasured\tresult")
+	for _, t := range r.Targets {
+		res := "MET"
+		if !t.Met {
+			res = "MISSED"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", t.Section, t.Name, t.Goal, t.Measured, res)
+	}
+	_ = w.Flush()
+	for _, n := range r.Notes {
+		fmt.Fprintln(out, "note:", n)
+	}
+}

@@ -1,0 +1,170 @@
+package bench
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/harness"
+)
+
+// WriteCerts writes a self-signed CA and a serving certificate for 127.0.0.1 into dir as
+// tls.crt/tls.key and returns the CA in PEM.
+func WriteCerts(dir string) ([]byte, error) {
+	now := time.Now()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "pushgateway-lifecycle bench CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return nil, err
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	leaf := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}, DNSNames: []string{"localhost"},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return nil, err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
+	if err := os.WriteFile(filepath.Join(dir, "tls.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER}), 0o600); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tls.key"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		return nil, err
+	}
+	return caPEM, nil
+}
+
+// BuildBinary builds the binary the way `make build` does (static) into dir.
+func BuildBinary(root, dir string) (string, error) {
+	out := filepath.Join(dir, "pushgateway-lifecycle")
+	cmd := exec.Command("go", "build", "-trimpath", "-o", out, "./cmd/pushgateway-lifecycle")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %w\n%s", err, b)
+	}
+	return out, nil
+}
+
+// StartPinned starts `serve` (with extra args) on core cpu through taskset, so that the Go
+// runtime sizes GOMAXPROCS to that one core, and waits for /readyz.
+func StartPinned(bin, certDir, cpu string, extra ...string) (*harness.Webhook, error) {
+	w := &harness.Webhook{}
+	var err error
+	for _, p := range []*int{&w.Port, &w.MetricsPort, &w.HealthPort} {
+		if *p, err = harness.FreePort(); err != nil {
+			return nil, err
+		}
+	}
+	args := []string{"-c", cpu, bin, "serve",
+		"--webhook-host=127.0.0.1",
+		"--webhook-port=" + strconv.Itoa(w.Port),
+		"--cert-dir=" + certDir,
+		"--metrics-bind-address=127.0.0.1:" + strconv.Itoa(w.MetricsPort),
+		"--health-probe-bind-address=127.0.0.1:" + strconv.Itoa(w.HealthPort),
+		"--shutdown-delay=0s",
+	}
+	args = append(args, extra...)
+	taskset, err := exec.LookPath("taskset")
+	if err != nil {
+		return nil, fmt.Errorf("taskset (util-linux) is needed to pin the server to one core: %w", err)
+	}
+	if w.Process, err = harness.StartProcess("pushgateway-lifecycle", taskset, args, nil, nil); err != nil {
+		return nil, err
+	}
+	if err := w.WaitReady(60 * time.Second); err != nil {
+		_ = w.Stop(5 * time.Second)
+		return nil, err
+	}
+	return w, nil
+}
+
+// ProcCPU is the process's user+system CPU time (from /proc/<pid>/stat).
+func ProcCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may hold spaces; fields after it start after the last ')'.
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	// utime and stime are fields 14 and 15, i.e. 11 and 12 after the state (field 3).
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	// USER_HZ is 100 on every Linux architecture Go supports.
+	return time.Duration(ut+st) * 10 * time.Millisecond, nil
+}
+
+// ProcMemKiB returns VmRSS and VmHWM (peak RSS) in KiB.
+func ProcMemKiB(pid int) (rss, hwm int64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		var dst *int64
+		switch {
+		case bytes.HasPrefix(line, []byte("VmRSS:")):
+			dst = &rss
+		case bytes.HasPrefix(line, []byte("VmHWM:")):
+			dst = &hwm
+		default:
+			continue
+		}
+		fs := strings.Fields(string(line))
+		if len(fs) >= 2 {
+			*dst, _ = strconv.ParseInt(fs[1], 10, 64)
+		}
+	}
+	return rss, hwm, nil
+}
+
+// MetricValue reads one unlabelled sample (e.g. go_goroutines) from a Prometheus text endpoint.
+func MetricValue(url, name string) (float64, error) {
+	body, err := httpGet(url)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(body, "\n") {
+		if strings.HasPrefix(line, name+" ") {
+			return strconv.ParseFloat(strings.TrimSpace(strings.TrimPrefix(line, name+" ")), 64)
+		}
+	}
+	return 0, fmt.Errorf("%s not found at %s", name, url)
+}
