@@ -19,6 +19,7 @@ import (
 	"time"
 
 	admissionv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -108,12 +109,23 @@ func TestE2E(t *testing.T) {
 	t.Run("8 server-side dry run returns the mutated pod", func(t *testing.T) { s.case8(ctx, t) })
 	t.Run("9 upstream chart workloads via controller-manager", func(t *testing.T) { s.case9(ctx, t) })
 	t.Run("10 policy hot reload", func(t *testing.T) { s.case10(ctx, t) })
+	t.Run("11 workloads are validated at apply time", func(t *testing.T) { s.case11(ctx, t) })
 }
 
-// webhookConfigs is what the suite registers. See chart.go in this package for the chart's.
-var webhookConfigs = func(t *testing.T) harness.WebhookConfigs {
-	t.Log("webhook configuration: the harness's Go definition (harness.DefaultWebhookConfigs)")
-	return harness.DefaultWebhookConfigs()
+// webhookConfigs is what the suite registers: the chart's own rendered webhook
+// configurations (default values), with only the clientConfig pointed at the local server, so
+// that the selectors, rules and failure policy proven here are the ones users install.
+func webhookConfigs(t *testing.T) harness.WebhookConfigs {
+	t.Helper()
+	c, err := harness.ChartWebhookConfigs(nil)
+	if err != nil {
+		t.Fatalf("rendering the chart's webhook configurations: %v", err)
+	}
+	if c.Validating == nil {
+		t.Fatal("the chart rendered no ValidatingWebhookConfiguration")
+	}
+	t.Logf("webhook configurations: the chart's (helm template %s), pointed at the local server", harness.ChartReleaseName)
+	return c
 }
 
 // startServer starts the server on the suite's port. Servers outlive the subtest that starts
@@ -697,4 +709,75 @@ func writeFileAtomic(t *testing.T, path, content string) {
 	if err := os.Rename(tmp, path); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// case11 proves the validating webhook (the reliability issue's early validation): a typo in a
+// workload's pod template is reported at apply time, not when its pods are created.
+func (s *suite) case11(ctx context.Context, t *testing.T) {
+	deployment := func(ann map[string]string) *appsv1.Deployment {
+		pod := chartPod(nsIn, ann)
+		return &appsv1.Deployment{
+			ObjectMeta: metav1.ObjectMeta{Name: uniqueName("dep"), Namespace: nsIn, Labels: pod.Labels},
+			Spec: appsv1.DeploymentSpec{
+				// No pods needed: the check is on the template at apply time.
+				Replicas: new(int32),
+				Selector: &metav1.LabelSelector{MatchLabels: pod.Labels},
+				Template: corev1.PodTemplateSpec{ObjectMeta: pod.ObjectMeta, Spec: pod.Spec},
+			},
+		}
+	}
+	bad := map[string]string{annotations.AnnotationShutdownBudget: "-5s"}
+	t.Run("warn: created with a warning", func(t *testing.T) {
+		// The validating configuration was registered with the mutating one; wait until the
+		// apiserver calls it too, with dry-run creates.
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			s.warnings.Reset()
+			_, err := s.client.AppsV1().Deployments(nsIn).Create(ctx, deployment(bad), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.warnings.Contains(annotations.AnnotationShutdownBudget, "-5s") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no warning naming %s=-5s within 30s; warnings: %q", annotations.AnnotationShutdownBudget, s.warnings.Warnings())
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		s.warnings.Reset()
+		d := deployment(bad)
+		if _, err := s.client.AppsV1().Deployments(nsIn).Create(ctx, d, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("warn mode must not deny: %v", err)
+		}
+		if !s.warnings.Contains(annotations.AnnotationShutdownBudget, "-5s") {
+			t.Errorf("create returned no warning naming the annotation and value: %q", s.warnings.Warnings())
+		}
+	})
+	t.Run("valid template: no warning", func(t *testing.T) {
+		s.warnings.Reset()
+		if _, err := s.client.AppsV1().Deployments(nsIn).Create(ctx, deployment(map[string]string{annotations.AnnotationPreStopSleep: "45s"}), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if w := s.warnings.Warnings(); len(w) > 0 {
+			t.Errorf("unexpected warnings: %q", w)
+		}
+	})
+	t.Run("reject: denied with the message", func(t *testing.T) {
+		reject := filepath.Join(filepath.Dir(s.policyFile), "reject.yaml")
+		writeFileAtomic(t, reject, "onInvalid: reject\n")
+		s.restartServer(ctx, t, reject)
+		defer s.restartServer(ctx, t, s.policyFile)
+		d := deployment(bad)
+		_, err := s.client.AppsV1().Deployments(nsIn).Create(ctx, d, metav1.CreateOptions{})
+		if err == nil {
+			t.Fatal("Deployment with an invalid pod template annotation was created under onInvalid: reject")
+		}
+		if msg := err.Error(); !strings.Contains(msg, annotations.AnnotationShutdownBudget) || !strings.Contains(msg, "-5s") {
+			t.Errorf("denial does not name the annotation and the value: %s", msg)
+		}
+		if _, err := s.cp.Clientset.AppsV1().Deployments(nsIn).Get(ctx, d.Name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Errorf("denied Deployment exists (get: %v)", err)
+		}
+	})
 }

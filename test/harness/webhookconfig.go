@@ -41,8 +41,8 @@ type WebhookConfigs struct {
 // DefaultWebhookConfigs is the harness's own definition of the webhook configurations, the
 // same content the chart ships (namespace opt-in, kube-system and the webhook's namespace
 // excluded, the contract's pod selection, CREATE on pods only, fail open, 2 s timeout). The
-// e2e suite prefers the chart's rendered configurations when the chart helper is available;
-// this one is the fallback and what `make run` registers.
+// e2e suite registers the chart's rendering (ChartWebhookConfigs); `make run` registers this
+// one, which needs no helm, and TestDefaultWebhookConfigsMatchChart keeps the two identical.
 func DefaultWebhookConfigs() WebhookConfigs {
 	none := admissionv1.SideEffectClassNone
 	ignore := admissionv1.Ignore
@@ -115,6 +115,7 @@ func DefaultWebhookConfigs() WebhookConfigs {
 					},
 				},
 				NamespaceSelector:       nsSelector(),
+				ObjectSelector:          &metav1.LabelSelector{},
 				MatchPolicy:             &equivalent,
 				SideEffects:             &none,
 				FailurePolicy:           &ignore,

@@ -30,6 +30,14 @@ func main() {
 func run(port int, policy string) (err error) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	defer func() {
+		// Ctrl-C during start-up cancels whatever step was running: not a failure, the
+		// deferred stops below still clean up.
+		if err != nil && ctx.Err() != nil {
+			fmt.Printf("interrupted during start-up (%v)\n", err)
+			err = nil
+		}
+	}()
 	root, err := harness.RepoRoot()
 	if err != nil {
 		return err
