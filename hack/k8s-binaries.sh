@@ -31,6 +31,17 @@ fi
 if have_all "$OUT"; then echo "$OUT"; exit 0; fi
 mkdir -p "$OUT" "$BUILD"
 
+# envtest's usual assets (setup-envtest, CI caches) hold kube-apiserver, etcd and kubectl but
+# no kube-controller-manager: take what is there and build only what is missing.
+if [ -n "${KUBEBUILDER_ASSETS:-}" ]; then
+  for b in kube-apiserver etcd kubectl; do
+    if [ ! -x "$OUT/$b" ] && [ -x "$KUBEBUILDER_ASSETS/$b" ]; then
+      cp "$KUBEBUILDER_ASSETS/$b" "$OUT/$b"
+      log "took $b from KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS"
+    fi
+  done
+fi
+
 # The staging modules' releases are v0.x.y for Kubernetes v1.x.y.
 STAGING_VERSION=v0.${KUBE_VERSION#v1.}
 
@@ -47,6 +58,7 @@ if [ "${SKIP_SETUP_ENVTEST:-}" != 1 ] && { [ ! -x "$OUT/kube-apiserver" ] || [ !
 fi
 
 build_kube() {
+  [ -x "$OUT/kube-apiserver" ] && [ -x "$OUT/kube-controller-manager" ] && [ -x "$OUT/kubectl" ] && return 0
   local wrap=$BUILD/kubernetes-$KUBE_VERSION
   mkdir -p "$wrap"
   log "fetching k8s.io/kubernetes@$KUBE_VERSION go.mod from the module proxy ..."
