@@ -24,9 +24,11 @@ func BenchmarkDecide(b *testing.B) {
 				b.Fatalf("no hook decided: %+v", d)
 			}
 			b.ReportAllocs()
+			cpu0 := cpuNow()
 			for b.Loop() {
 				_ = engine.Decide(c.Pod, podgen.Namespace, pol)
 			}
+			reportCPU(b, cpu0)
 		})
 	}
 }
@@ -40,9 +42,11 @@ func BenchmarkMutate(b *testing.B) {
 	for _, c := range cs {
 		b.Run(c.Name, func(b *testing.B) {
 			b.ReportAllocs()
+			cpu0 := cpuNow()
 			for b.Loop() {
 				_, _ = engine.Mutate(c.Pod, podgen.Namespace, pol)
 			}
+			reportCPU(b, cpu0)
 		})
 	}
 }

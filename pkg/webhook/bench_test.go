@@ -12,6 +12,7 @@ import (
 	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/engine"
@@ -23,6 +24,7 @@ import (
 // The benchmarks `make bench` reads (test/bench parses their output by these names):
 //
 //	DecodePod:  json.Unmarshal of the pod alone into corev1.Pod, the baseline any webhook pays.
+//	HandlerZap: Handler with serve's real logger.
 //	Handler:    PodMutator.ServeHTTP on the whole AdmissionReview: read, decode, decide, patch,
 //	            encode the response. Target: <= 2x DecodePod on the realistic pod.
 //	Generic:    what a plain controller-runtime defaulter does for the same result (decode the
@@ -57,12 +59,14 @@ func BenchmarkDecodePod(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			b.SetBytes(int64(len(c.podJSON)))
 			b.ReportAllocs()
+			cpu0 := cpuNow()
 			for b.Loop() {
 				var pod corev1.Pod
 				if err := json.Unmarshal(c.podJSON, &pod); err != nil {
 					b.Fatal(err)
 				}
 			}
+			reportCPU(b, cpu0)
 		})
 	}
 }
@@ -79,7 +83,17 @@ func (w *discardWriter) Write(p []byte) (int, error) { w.n += len(p); return len
 func (w *discardWriter) WriteHeader(int)             {}
 
 func BenchmarkHandler(b *testing.B) {
-	h := &webhook.PodMutator{Policy: webhook.StaticPolicy{P: policy.Default()}, Log: logr.Discard()}
+	benchHandler(b, logr.Discard())
+}
+
+// BenchmarkHandlerZap is Handler with the logger `serve` builds (controller-runtime's zap in
+// production mode, output discarded): the per-request logger work the server really pays.
+func BenchmarkHandlerZap(b *testing.B) {
+	benchHandler(b, zap.New(zap.WriteTo(io.Discard)).WithName("pods"))
+}
+
+func benchHandler(b *testing.B, log logr.Logger) {
+	h := &webhook.PodMutator{Policy: webhook.StaticPolicy{P: policy.Default()}, Log: log}
 	for _, c := range benchCases(b) {
 		b.Run(c.name, func(b *testing.B) {
 			checkMutates(b, h, c.review)
@@ -90,12 +104,14 @@ func BenchmarkHandler(b *testing.B) {
 			w := &discardWriter{h: http.Header{}}
 			b.SetBytes(int64(len(c.review)))
 			b.ReportAllocs()
+			cpu0 := cpuNow()
 			for b.Loop() {
 				body.Reset(c.review)
 				req.Body = rc
 				clear(w.h)
 				h.ServeHTTP(w, req)
 			}
+			reportCPU(b, cpu0)
 		})
 	}
 }
@@ -122,6 +138,7 @@ func BenchmarkGeneric(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			b.SetBytes(int64(len(c.review)))
 			b.ReportAllocs()
+			cpu0 := cpuNow()
 			for b.Loop() {
 				var rv admissionv1.AdmissionReview
 				if err := json.Unmarshal(c.review, &rv); err != nil {
@@ -145,6 +162,7 @@ func BenchmarkGeneric(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+			reportCPU(b, cpu0)
 		})
 	}
 }

@@ -168,3 +168,37 @@ func MetricValue(url, name string) (float64, error) {
 	}
 	return 0, fmt.Errorf("%s not found at %s", name, url)
 }
+
+// MetricSum adds up the samples of name whose labels contain every one of labels (e.g.
+// `webhook="/mutate-v1-pod"`).
+func MetricSum(url, name string, labels ...string) (float64, error) {
+	body, err := httpGet(url)
+	if err != nil {
+		return 0, err
+	}
+	var sum float64
+	found := false
+	for _, line := range strings.Split(body, "\n") {
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		ok := true
+		for _, l := range labels {
+			ok = ok && strings.Contains(line, l)
+		}
+		if !ok {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err != nil {
+			return 0, err
+		}
+		sum += v
+		found = true
+	}
+	if !found {
+		return 0, fmt.Errorf("%s%v not found at %s", name, labels, url)
+	}
+	return sum, nil
+}
