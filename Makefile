@@ -50,6 +50,10 @@ test-unit: ## Run the unit tests only (no control plane).
 test-e2e: build k8s-binaries helm ## Run the end-to-end suite against a real kube-apiserver.
 	go test -count=1 -timeout 20m -v ./test/e2e/...
 
+.PHONY: test-chart
+test-chart: helm k8s-binaries ## Chart and kustomize tests: lint, renders, RBAC, server-side dry-run against kube-apiserver, upgrade keeps certificates.
+	go test -count=1 -timeout 10m ./test/chart/... ./pkg/certs/...
+
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each (default 60s).
 	FUZZTIME=$(FUZZTIME) ./hack/fuzz.sh
