@@ -121,7 +121,9 @@ type header struct {
 // it holds no pod, or nothing to change.
 func Document(doc []byte, pol *policy.Policy) ([]byte, Result, error) {
 	var res Result
-	js, err := yaml.YAMLToJSON(doc)
+	// Strict: a duplicate key is refused as kubectl refuses it, instead of the JSON view (last
+	// key wins) and the YAML node patched below (first key) disagreeing on the pod.
+	js, err := yaml.YAMLToJSONStrict(doc)
 	if err != nil {
 		return nil, res, &InputError{fmt.Errorf("not valid YAML: %w", err)}
 	}
