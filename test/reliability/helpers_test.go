@@ -1,0 +1,344 @@
+// Package reliability proves that the webhook keeps answering under hostile input, load and
+// faults, fails open, and exposes nothing. Every test runs the real binary (built once) on
+// 127.0.0.1 over TLS; the end-to-end ones go through a real kube-apiserver (test/harness).
+// Short forms run in `go test`; -long runs the full-length overload (60 s).
+package reliability
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"flag"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/harness"
+)
+
+var long = flag.Bool("long", false, "run the long forms (60 s overload)")
+
+// sharedCP is one control plane for every end-to-end test of the package: starting
+// kube-apiserver and etcd costs tens of seconds on a shared machine.
+var (
+	cpOnce sync.Once
+	cp     *harness.ControlPlane
+	cpErr  error
+)
+
+func controlPlane(t *testing.T) *harness.ControlPlane {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs a control plane (-short)")
+	}
+	cpOnce.Do(func() { cp, cpErr = harness.Start(harness.Options{}) })
+	if cpErr != nil {
+		t.Fatal(cpErr)
+	}
+	return cp
+}
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	code := m.Run()
+	if cp != nil {
+		if err := cp.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "stopping the control plane:", err)
+		}
+	}
+	os.Exit(code)
+}
+
+// pki is a throwaway CA that issues serving and client certificates, so that tests can
+// rotate, withhold and verify certificates at will.
+type pki struct {
+	cert   *x509.Certificate
+	key    *ecdsa.PrivateKey
+	pem    []byte
+	pool   *x509.CertPool
+	serial int64
+	mu     sync.Mutex
+}
+
+func newPKI(t testing.TB) *pki {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "reliability-test-ca"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IsCA:                  true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	p := &pki{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pool: x509.NewCertPool(), serial: 1}
+	p.pool.AddCert(cert)
+	return p
+}
+
+// issue returns a PEM certificate and key, for 127.0.0.1 (server) or a client, and its serial.
+func (p *pki) issue(t testing.TB, server bool) (certPEM, keyPEM []byte, serial int64) {
+	t.Helper()
+	p.mu.Lock()
+	p.serial++
+	serial = p.serial
+	p.mu.Unlock()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(serial),
+		Subject:      pkix.Name{CommonName: "kube-apiserver-client"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	if server {
+		tmpl.Subject.CommonName = "127.0.0.1"
+		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
+		tmpl.DNSNames = []string{"localhost"}
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.cert, &key.PublicKey, p.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), serial
+}
+
+// writeServing puts a new serving certificate into dir the way a kubelet updates a Secret
+// volume: both files written aside, then renamed into place, so a reader never sees half.
+func (p *pki) writeServing(t testing.TB, dir string) int64 {
+	t.Helper()
+	c, k, serial := p.issue(t, true)
+	for name, data := range map[string][]byte{"tls.key": k, "tls.crt": c} {
+		tmp := filepath.Join(dir, "."+name+".tmp")
+		if err := os.WriteFile(tmp, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return serial
+}
+
+// clientCert is a client certificate signed by the CA.
+func (p *pki) clientCert(t testing.TB) tls.Certificate {
+	c, k, _ := p.issue(t, false)
+	pair, err := tls.X509KeyPair(c, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pair
+}
+
+// server is a running serve process with its own certificate directory and CA.
+type server struct {
+	*harness.Webhook
+	pki     *pki
+	certDir string
+}
+
+// startServer starts the real binary with a fresh CA, serving certificate and policy.
+func startServer(t *testing.T, policyYAML string, args ...string) *server {
+	t.Helper()
+	p := newPKI(t)
+	dir := t.TempDir()
+	p.writeServing(t, dir)
+	opts := harness.WebhookOptions{CertDir: dir, Args: append([]string{"--shutdown-delay=1s"}, args...)}
+	if policyYAML != "" {
+		opts.PolicyFile = filepath.Join(t.TempDir(), "policy.yaml")
+		if err := os.WriteFile(opts.PolicyFile, []byte(policyYAML), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w, err := harness.StartWebhookServer(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = w.Stop(15 * time.Second)
+		if t.Failed() {
+			t.Logf("server output (last 8 KiB):\n%s", tailString(w.Logs(), 8<<10))
+		}
+	})
+	return &server{Webhook: w, pki: p, certDir: dir}
+}
+
+func tailString(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// client is an HTTP/1.1 client trusting the server's CA.
+func (s *server) client(conns int) *http.Client {
+	return &http.Client{
+		Timeout: 10 * time.Second,
+		Transport: &http.Transport{
+			TLSClientConfig:     &tls.Config{RootCAs: s.pki.pool, MinVersion: tls.VersionTLS12},
+			MaxIdleConns:        conns,
+			MaxIdleConnsPerHost: conns,
+			MaxConnsPerHost:     conns,
+			IdleConnTimeout:     30 * time.Second,
+		},
+	}
+}
+
+// reviewJSON builds the AdmissionReview the API server sends for a pod CREATE.
+func reviewJSON(uid, kind, group string, object any) []byte {
+	obj, _ := json.Marshal(object)
+	return []byte(fmt.Sprintf(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":%q,`+
+		`"kind":{"group":%q,"version":"v1","kind":%q},"resource":{"group":%q,"version":"v1","resource":"pods"},`+
+		`"namespace":"monitoring","operation":"CREATE","object":%s}}`, uid, group, kind, group, obj))
+}
+
+// pushgatewayPod is the upstream chart's pod shape, with extra annotations.
+func pushgatewayPod(ann map[string]string) map[string]any {
+	md := map[string]any{
+		"generateName": "pgw-prometheus-pushgateway-",
+		"namespace":    "monitoring",
+		"labels":       map[string]string{"app.kubernetes.io/name": "prometheus-pushgateway", "app.kubernetes.io/instance": "pgw"},
+	}
+	if ann != nil {
+		md["annotations"] = ann
+	}
+	return map[string]any{
+		"apiVersion": "v1", "kind": "Pod", "metadata": md,
+		"spec": map[string]any{"containers": []map[string]any{{"name": "pushgateway", "image": "quay.io/prometheus/pushgateway:v1.11.3"}}},
+	}
+}
+
+// post sends body and decodes the AdmissionReview answer.
+func post(ctx context.Context, c *http.Client, url, contentType string, body []byte) (int, *admissionv1.AdmissionReview, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Content-Type", contentType)
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return resp.StatusCode, nil, err
+	}
+	var rv admissionv1.AdmissionReview
+	if err := json.Unmarshal(data, &rv); err != nil {
+		return resp.StatusCode, nil, fmt.Errorf("answer is not an AdmissionReview: %v: %.300s", err, data)
+	}
+	return resp.StatusCode, &rv, nil
+}
+
+// metric reads one unlabelled sample from the server's Prometheus endpoint.
+func metric(t testing.TB, url, name string) float64 {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, name+" ") {
+			v, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimPrefix(line, name)), 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+	}
+	t.Fatalf("metric %s not found at %s", name, url)
+	return 0
+}
+
+// goroutinesSettled reads go_goroutines until it stops falling (idle connections and
+// handlers finish asynchronously) and returns the last value.
+func goroutinesSettled(t testing.TB, s *server, atMost float64) float64 {
+	t.Helper()
+	var g float64
+	for i := 0; i < 50; i++ {
+		g = metric(t, s.MetricsURL(), "go_goroutines")
+		if g <= atMost {
+			return g
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return g
+}
+
+// rssKiB reads a process's resident set (VmRSS) and its peak (VmHWM) from /proc.
+func rssKiB(pid int) (rss, peak int64) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		n, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "VmRSS:":
+			rss = n
+		case "VmHWM:":
+			peak = n
+		}
+	}
+	return rss, peak
+}
+
+// healthy asserts /healthz and /readyz answer 200.
+func healthy(t testing.TB, s *server) {
+	t.Helper()
+	for _, p := range []string{"/healthz", "/readyz"} {
+		resp, err := http.Get(s.HealthURL(p))
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: HTTP %d", p, resp.StatusCode)
+		}
+	}
+}
