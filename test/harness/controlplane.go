@@ -57,6 +57,7 @@ type ControlPlane struct {
 	ControllerManager *Process
 
 	pids []int
+	dirs []string
 }
 
 // Start starts a control plane. Stop it with Stop (also on failure paths).
@@ -97,7 +98,17 @@ func Start(opts Options) (cp *ControlPlane, err error) {
 			select {
 			case <-startDone:
 				added, _ = watchChildren()
-				watcherDone <- append(pids, added...)
+				// Keep only the long-running ones: a short-lived helper's pid could be
+				// reused by an unrelated process, which the watchdog must never signal.
+				var live []int
+				for _, pid := range append(pids, added...) {
+					if isLiveChild(pid) {
+						live = append(live, pid)
+					} else {
+						unwatch(pid)
+					}
+				}
+				watcherDone <- live
 				return
 			case <-time.After(50 * time.Millisecond):
 			}
@@ -106,6 +117,14 @@ func Start(opts Options) (cp *ControlPlane, err error) {
 	cfg, err := cp.Env.Start()
 	close(startDone)
 	cp.pids = <-watcherDone
+	cp.dirs = []string{dir, cp.Env.WebhookInstallOptions.LocalServingCertDir}
+	if api := cp.Env.ControlPlane.APIServer; api != nil {
+		cp.dirs = append(cp.dirs, api.CertDir)
+	}
+	if etcd := cp.Env.ControlPlane.Etcd; etcd != nil {
+		cp.dirs = append(cp.dirs, etcd.DataDir)
+	}
+	watchDirs(cp.dirs...)
 	if err != nil {
 		return cp, fmt.Errorf("harness: start kube-apiserver and etcd: %w", err)
 	}
@@ -204,6 +223,7 @@ func (cp *ControlPlane) Stop() error {
 		errs = append(errs, cp.Env.Stop())
 	}
 	unwatchAll(cp.pids)
+	forgetDirs(cp.dirs...)
 	if cp.Dir != "" {
 		errs = append(errs, os.RemoveAll(cp.Dir))
 	}

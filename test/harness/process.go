@@ -125,6 +125,8 @@ var (
 	watchFile string
 	watchPid  int
 	watched   = map[int]bool{}
+	// watchedDirs are removed by the watchdog after it killed the processes.
+	watchedDirs = map[string]bool{}
 )
 
 func watch(pid int) {
@@ -137,6 +139,28 @@ func watch(pid int) {
 		}
 	}
 	watched[pid] = true
+	writeWatchFile()
+}
+
+// watchDirs has the watchdog remove these directories (scratch space of processes it kills)
+// if this process dies without cleaning up; forgetDirs is the normal path's counterpart.
+func watchDirs(dirs ...string) {
+	watchMu.Lock()
+	defer watchMu.Unlock()
+	for _, d := range dirs {
+		if d != "" {
+			watchedDirs[d] = true
+		}
+	}
+	writeWatchFile()
+}
+
+func forgetDirs(dirs ...string) {
+	watchMu.Lock()
+	defer watchMu.Unlock()
+	for _, d := range dirs {
+		delete(watchedDirs, d)
+	}
 	writeWatchFile()
 }
 
@@ -160,6 +184,15 @@ func writeWatchFile() {
 	if os.WriteFile(tmp, []byte(sb.String()), 0o600) == nil {
 		_ = os.Rename(tmp, watchFile)
 	}
+	var db strings.Builder
+	for d := range watchedDirs {
+		db.WriteString(d)
+		db.WriteByte('\n')
+	}
+	dirs := filepath.Join(filepath.Dir(watchFile), "dirs")
+	if os.WriteFile(dirs+".tmp", []byte(db.String()), 0o600) == nil {
+		_ = os.Rename(dirs+".tmp", dirs)
+	}
 }
 
 func startWatchdog() error {
@@ -173,6 +206,7 @@ func startWatchdog() error {
 	}
 	script := `while kill -0 "$1" 2>/dev/null; do sleep 1; done
 for p in $(cat "$2" 2>/dev/null); do kill -9 -- "-$p" 2>/dev/null; kill -9 "$p" 2>/dev/null; done
+while IFS= read -r d; do [ -n "$d" ] && rm -rf -- "$d"; done < "$3/dirs" 2>/dev/null
 rm -rf "$3"`
 	cmd := exec.Command("/bin/sh", "-c", script, "watchdog", strconv.Itoa(os.Getpid()), watchFile, dir)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -189,6 +223,25 @@ func unwatchAll(pids []int) {
 	for _, pid := range pids {
 		unwatch(pid)
 	}
+}
+
+// isLiveChild reports whether pid is a running (not zombie) child of this process.
+func isLiveChild(pid int) bool {
+	stat, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return false
+	}
+	s := string(stat)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return false
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 2 || f[0] == "Z" || f[0] == "X" {
+		return false
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid == os.Getpid()
 }
 
 // watchChildren registers every current child of this process that is not yet watched (used
