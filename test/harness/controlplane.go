@@ -197,7 +197,7 @@ func (cp *ControlPlane) startControllerManager(log io.Writer) error {
 	for time.Now().Before(deadline) {
 		select {
 		case <-p.Exited():
-			return fmt.Errorf("kube-controller-manager exited: %v\n%s", p.ExitErr(), tail(p.Logs(), 8<<10))
+			return fmt.Errorf("kube-controller-manager exited: %w\n%s", p.ExitErr(), tail(p.Logs(), 8<<10))
 		default:
 		}
 		resp, err := client.Get(url)
@@ -314,7 +314,11 @@ func (cp *ControlPlane) WaitForPods(ctx context.Context, namespace, selector str
 			if list != nil {
 				got = len(list.Items)
 			}
-			return nil, fmt.Errorf("%d pods matching %q in %s within %s, want %d (last error: %v)", got, selector, namespace, timeout, n, err)
+			msg := fmt.Sprintf("%d pods matching %q in %s within %s, want %d", got, selector, namespace, timeout, n)
+			if err != nil {
+				return nil, fmt.Errorf("%s (last error: %w)", msg, err)
+			}
+			return nil, errors.New(msg)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}

@@ -148,7 +148,7 @@ func (w *Webhook) WaitReady(timeout time.Duration) error {
 	for {
 		select {
 		case <-w.Exited():
-			return fmt.Errorf("pushgateway-lifecycle serve exited before ready: %v\n%s", w.ExitErr(), tail(w.Logs(), 8<<10))
+			return fmt.Errorf("pushgateway-lifecycle serve exited before ready: %w\n%s", w.ExitErr(), tail(w.Logs(), 8<<10))
 		default:
 		}
 		resp, err := client.Get(w.HealthURL("/readyz"))

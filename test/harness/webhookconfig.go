@@ -246,7 +246,7 @@ func (cp *ControlPlane) WaitForWebhook(ctx context.Context, namespace string, ti
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("webhook not called by the apiserver within %s: %v", timeout, lastErr)
+			return fmt.Errorf("webhook not called by the apiserver within %s: %w", timeout, lastErr)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -266,7 +266,10 @@ func (cp *ControlPlane) WaitForWebhookGone(ctx context.Context, namespace string
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("webhook still applied after %s (last error: %v)", timeout, err)
+			if err != nil {
+				return fmt.Errorf("webhook still applied after %s (last error: %w)", timeout, err)
+			}
+			return fmt.Errorf("webhook still applied after %s", timeout)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

@@ -51,7 +51,7 @@ func run(port int, policy string) (err error) {
 		fmt.Printf("[%5.1fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, a...))
 	}
 
-	step("k8s binaries (first run builds them from source: about 13 minutes on 2 cores) ...")
+	step("k8s binaries (the first run builds them from source: about 10-15 minutes on 2 cores) ...")
 	if _, err := harness.K8sBinDir(); err != nil {
 		return err
 	}
@@ -152,9 +152,9 @@ Ctrl-C stops everything.
 		fmt.Println()
 		step("signal received")
 	case <-wh.Exited():
-		return fmt.Errorf("the webhook exited: %v (see %s)", wh.ExitErr(), whLogPath)
+		return fmt.Errorf("the webhook exited: %w (see %s)", wh.ExitErr(), whLogPath)
 	case <-cp.ControllerManager.Exited():
-		return fmt.Errorf("kube-controller-manager exited: %v (see %s)", cp.ControllerManager.ExitErr(), kcmLog.Name())
+		return fmt.Errorf("kube-controller-manager exited: %w (see %s)", cp.ControllerManager.ExitErr(), kcmLog.Name())
 	}
 	return nil
 }
