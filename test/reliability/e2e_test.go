@@ -198,3 +198,35 @@ spec:
 		}
 	}
 }
+
+// TestHungServerFailsOpen freezes the server (SIGSTOP: it accepts connections in the kernel
+// but never answers, the worst case for a caller) while pods are created through the API
+// server: the webhook's 2 s timeout and failurePolicy Ignore let every pod through; after
+// SIGCONT pods are mutated again.
+func TestHungServerFailsOpen(t *testing.T) {
+	cp := controlPlane(t)
+	w := cp.StartWebhook(t, harness.WebhookOptions{})
+	const ns = "hung-server"
+	register(t, cp, ns, strings.TrimSuffix(w.URL(""), "/"), cp.CAData)
+	if err := w.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	st := createPods(cp, ns, 4, stop)
+	time.Sleep(6 * time.Second)
+	close(stop)
+	time.Sleep(3 * time.Second) // the last calls wait out the webhook timeout
+	if err := w.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("server frozen: %d pods created (%d mutated), %d failed", st.created.Load(), st.mutated.Load(), st.failed.Load())
+	if st.failed.Load() > 0 || st.created.Load() == 0 {
+		t.Errorf("pod creations failed while the webhook hung: %v", st.errs)
+	}
+	if st.mutated.Load() > 0 {
+		t.Errorf("%d pods mutated by a frozen server", st.mutated.Load())
+	}
+	if err := cp.WaitForWebhook(context.Background(), ns, 30*time.Second); err != nil {
+		t.Fatalf("after SIGCONT: %v", err)
+	}
+}
