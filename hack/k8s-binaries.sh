@@ -31,6 +31,17 @@ fi
 if have_all "$OUT"; then echo "$OUT"; exit 0; fi
 mkdir -p "$OUT" "$BUILD"
 
+# Test packages run in parallel and each asks for the binaries: one builds, the others wait
+# for it and then find everything in place (flock is util-linux; without it, no lock).
+if command -v flock >/dev/null 2>&1; then
+  exec 9>"$BUILD/.lock"
+  if ! flock -n 9; then
+    log "another k8s-binaries.sh is building; waiting for it ..."
+    flock 9
+  fi
+  if have_all "$OUT"; then echo "$OUT"; exit 0; fi
+fi
+
 # envtest's usual assets (setup-envtest, CI caches) hold kube-apiserver, etcd and kubectl but
 # no kube-controller-manager: take what is there and build only what is missing.
 if [ -n "${KUBEBUILDER_ASSETS:-}" ]; then
