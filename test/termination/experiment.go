@@ -160,9 +160,12 @@ func Run(ctx context.Context, ps *Processes, cfg Config, arm Arm) (*Result, erro
 	// The kubelet probes at initialDelaySeconds and then every periodSeconds; the Pushgateway
 	// stays ready once it is, so the first probe at or after RestoreTook is the one that passes.
 	res.ReadyAfter = cfg.Real(arm.Term.ReadyDelay)
-	for period := cfg.Real(arm.Term.ReadyPeriod); res.ReadyAfter < res.RestoreTook; {
-		res.ReadyAfter += period
+	if period := cfg.Real(arm.Term.ReadyPeriod); period > 0 {
+		for res.ReadyAfter < res.RestoreTook {
+			res.ReadyAfter += period
+		}
 	}
+	res.ReadyAfter = max(res.ReadyAfter, res.RestoreTook)
 	if err := sleep(ctx, time.Until(startNew.Add(res.ReadyAfter))); err != nil {
 		return nil, err
 	}

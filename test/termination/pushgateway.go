@@ -246,3 +246,19 @@ func syncStore(ctx context.Context, addr string) error {
 	c := &http.Client{Timeout: 2 * time.Minute}
 	return do(ctx, c, http.MethodPost, "http://"+addr+"/metrics/job/proof-sync", strings.NewReader("proof_sync 1\n"))
 }
+
+// Calibrate sizes the preload so that persisting it takes about target on this machine now:
+// it seeds the probe store, measures its persist time, scales the number of groups linearly
+// and seeds again. Persist time depends on the CPU the machine has to spare, so a fixed size
+// would make the experiment's margins depend on whatever else the machine is doing.
+func Calibrate(ctx context.Context, ps *Processes, bin, dir string, probe Preload, target time.Duration, maxGroups int) (*Seeded, *Seeded, error) {
+	first, err := Seed(ctx, ps, bin, dir, probe)
+	if err != nil {
+		return nil, nil, err
+	}
+	groups := int(float64(probe.Groups) * target.Seconds() / max(first.PersistTook.Seconds(), 0.001))
+	sized := probe
+	sized.Groups = min(max(groups, 1), maxGroups)
+	second, err := Seed(ctx, ps, bin, dir, sized)
+	return first, second, err
+}
