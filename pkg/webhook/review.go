@@ -7,12 +7,15 @@
 package webhook
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
 
+	gojson "github.com/goccy/go-json"
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -64,16 +67,22 @@ func readReview[T any](r *http.Request, into *review[T]) error {
 		return &badRequest{http.StatusUnsupportedMediaType, "content_type",
 			fmt.Sprintf("Content-Type %s is not supported: must be application/json", annotations.Truncate(ct))}
 	}
-	lr := &io.LimitedReader{R: r.Body, N: MaxRequestBytes + 1}
-	body, err := io.ReadAll(lr)
-	if err != nil {
+	buf := bodyPool.Get().(*bytes.Buffer)
+	defer putBody(buf)
+	buf.Reset()
+	if n := r.ContentLength; n > 0 && n <= MaxRequestBytes {
+		// One allocation of the right size instead of io.ReadAll's doubling from 512 bytes.
+		buf.Grow(int(n) + 1)
+	}
+	if _, err := buf.ReadFrom(io.LimitReader(r.Body, MaxRequestBytes+1)); err != nil {
 		return &badRequest{http.StatusBadRequest, "read", "reading the request body: " + err.Error()}
 	}
+	body := buf.Bytes()
 	if len(body) > MaxRequestBytes {
 		return &badRequest{http.StatusRequestEntityTooLarge, "too_large",
 			fmt.Sprintf("request body is larger than the limit of %d bytes", MaxRequestBytes)}
 	}
-	if err := json.Unmarshal(body, into); err != nil {
+	if err := decodeJSON(body, into); err != nil {
 		return &badRequest{http.StatusBadRequest, "decode", "decoding the AdmissionReview: " + describeJSONError(err)}
 	}
 	if into.Kind != "AdmissionReview" || (into.APIVersion != "admission.k8s.io/v1" && into.APIVersion != "admission.k8s.io/v1beta1") {
@@ -82,6 +91,30 @@ func readReview[T any](r *http.Request, into *review[T]) error {
 	}
 	if into.Request == nil {
 		return &badRequest{http.StatusBadRequest, "decode", "AdmissionReview has no request"}
+	}
+	return nil
+}
+
+// bodyPool recycles request buffers; the decoded review copies every string it keeps, so the
+// buffer is free again once readReview returns.
+var bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// putBody returns a buffer to the pool unless a huge request grew it: keeping multi-MiB
+// buffers alive would turn one hostile request into permanent memory.
+func putBody(b *bytes.Buffer) {
+	if b.Cap() <= 256*1024 {
+		bodyPool.Put(b)
+	}
+}
+
+// decodeJSON decodes with github.com/goccy/go-json, which skips the fields podView does not
+// keep about ten times faster than encoding/json (BenchmarkDecodeReview: the decode is most
+// of the handler's CPU). On any error it decodes again with encoding/json, so that rejected
+// input gets the standard library's verdict and messages; FuzzDecodeDifferential checks that
+// both decoders agree on every input that goccy accepts.
+func decodeJSON(body []byte, into any) error {
+	if err := gojson.Unmarshal(body, into); err != nil {
+		return json.Unmarshal(body, into)
 	}
 	return nil
 }
