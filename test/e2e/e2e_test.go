@@ -321,11 +321,29 @@ func (s *suite) case2(ctx context.Context, t *testing.T) {
 	t.Run("unlabelled pod in an opted-in namespace", func(t *testing.T) {
 		p := chartPod(nsIn, nil)
 		p.Labels = map[string]string{"app": "something-else"}
+		before := s.mutateCalls(t)
 		expectUntouched(t, s.create(ctx, t, p))
+		// The configuration's matchConditions keep such pods off the webhook entirely: an
+		// outage of the webhook can never slow down pods it has no business with.
+		if calls := s.mutateCalls(t) - before; calls != 0 {
+			t.Errorf("the apiserver called the webhook %v times for an unselected pod", calls)
+		}
 	})
-	t.Run("chart pod in the webhook's own namespace even when labelled", func(t *testing.T) {
-		expectUntouched(t, s.create(ctx, t, chartPod(harness.WebhookNamespace, nil)))
-	})
+	// Excluded namespaces, even when labelled: the apiserver must not even call the webhook
+	// (its request counter stays put), so the exclusion is the configuration's, not the
+	// handler's.
+	for _, ns := range []string{"kube-system", harness.WebhookNamespace} {
+		t.Run("chart pod in "+ns+" even when labelled", func(t *testing.T) {
+			if err := s.cp.SetNamespaceOptIn(ctx, ns, true); err != nil {
+				t.Fatal(err)
+			}
+			before := s.mutateCalls(t)
+			expectUntouched(t, s.create(ctx, t, chartPod(ns, nil)))
+			if calls := s.mutateCalls(t) - before; calls != 0 {
+				t.Errorf("the apiserver called the webhook %v times for a pod in %s", calls, ns)
+			}
+		})
+	}
 	t.Run("explicit inject=true label selects any pod", func(t *testing.T) {
 		p := chartPod(nsIn, nil)
 		p.Labels = map[string]string{annotations.LabelInject: "true"}
