@@ -14,9 +14,7 @@ import (
 	"strings"
 
 	"github.com/pmezard/go-difflib/difflib"
-	yaml3 "go.yaml.in/yaml/v3"
-	corev1 "k8s.io/api/core/v1"
-	"sigs.k8s.io/yaml"
+	yaml "go.yaml.in/yaml/v3"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/engine"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
@@ -109,68 +107,66 @@ func isEmptyDoc(d []byte) bool {
 	return true
 }
 
-type header struct {
-	Kind     string `json:"kind"`
-	Metadata struct {
-		Name      string `json:"name"`
-		Namespace string `json:"namespace"`
-	} `json:"metadata"`
-}
-
 // Document mutates one YAML document. It returns the document unchanged (same bytes) when
-// it holds no pod, or nothing to change.
+// it holds no pod, or nothing to change. The document is parsed once into a YAML tree; only
+// the pod template is converted to JSON, for the same decoder the admission handler uses.
 func Document(doc []byte, pol *policy.Policy) ([]byte, Result, error) {
 	var res Result
-	// Strict: a duplicate key is refused as kubectl refuses it, instead of the JSON view (last
-	// key wins) and the YAML node patched below (first key) disagreeing on the pod.
-	js, err := yaml.YAMLToJSONStrict(doc)
-	if err != nil {
+	var node yaml.Node
+	if err := yaml.Unmarshal(doc, &node); err != nil {
 		return nil, res, &InputError{fmt.Errorf("not valid YAML: %w", err)}
 	}
-	var h header
-	if err := json.Unmarshal(js, &h); err != nil {
+	root := &node
+	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
+		root = root.Content[0]
+	}
+	if root.Kind != yaml.MappingNode {
 		// A list or a scalar document: not a Kubernetes object, passed through as is.
-		return doc, res, nil //nolint:nilerr // not ours to judge
+		return doc, res, nil
 	}
-	res.Kind, res.Name = h.Kind, h.Metadata.Name
-	ptr, ok := templatePointer[h.Kind]
+	res.Kind = scalarAt(root, "kind")
+	if md, err := walk(root, []string{"metadata"}); err == nil {
+		res.Name = scalarAt(md, "name")
+	}
+	namespace := ""
+	if md, err := walk(root, []string{"metadata"}); err == nil {
+		namespace = scalarAt(md, "namespace")
+	}
+	ptr, ok := templatePointer[res.Kind]
 	if !ok {
 		return doc, res, nil
 	}
-	var root any
-	if err := json.Unmarshal(js, &root); err != nil {
-		return nil, res, &InputError{err}
+	tplNode := root
+	if ptr != "" {
+		var err error
+		if tplNode, err = walk(root, strings.Split(strings.TrimPrefix(ptr, "/"), "/")); err != nil || tplNode.Kind != yaml.MappingNode {
+			return doc, res, nil
+		}
 	}
-	tpl, ok := lookup(root, ptr)
-	if !ok {
-		return doc, res, nil
+	var tpl any
+	if err := tplNode.Decode(&tpl); err != nil {
+		return nil, res, &InputError{fmt.Errorf("%s %s: %w", res.Kind, res.Name, err)}
 	}
 	tplJSON, err := json.Marshal(tpl)
 	if err != nil {
-		return nil, res, err
+		return nil, res, &InputError{fmt.Errorf("%s %s: the pod template is not representable as JSON: %w", res.Kind, res.Name, err)}
 	}
-	var pod corev1.Pod
-	if err := json.Unmarshal(tplJSON, &pod); err != nil {
-		return nil, res, &InputError{fmt.Errorf("%s %s: the pod template does not decode: %w", h.Kind, h.Metadata.Name, err)}
+	pod, err := webhook.DecodePod(tplJSON)
+	if err != nil {
+		return nil, res, &InputError{fmt.Errorf("%s %s: the pod template does not decode: %s", res.Kind, res.Name, err)}
 	}
-	d := engine.Decide(&pod, h.Metadata.Namespace, pol)
+	d := engine.Decide(pod, namespace, pol)
 	res.Decision = d
 	if d.Outcome == engine.OutcomeDenied {
-		return doc, res, fmt.Errorf("%s %s: %w: %s", h.Kind, h.Metadata.Name, ErrDenied, d.DenyMessage())
+		return doc, res, fmt.Errorf("%s %s: %w: %s", res.Kind, res.Name, ErrDenied, d.DenyMessage())
 	}
 	if !d.Changed() {
 		return doc, res, nil
 	}
-	var node yaml3.Node
-	if err := yaml3.Unmarshal(doc, &node); err != nil {
-		return nil, res, &InputError{fmt.Errorf("not valid YAML: %w", err)}
-	}
-	if tm, ok := tpl.(map[string]any); ok {
+	if _, err := walk(tplNode, []string{"metadata"}); err != nil {
 		// A template without metadata gets an empty one for the annotation patch to land in.
-		if md, has := tm["metadata"]; !has || md == nil {
-			if err := applyToNode(&node, []byte(`[{"op":"add","path":"`+ptr+`/metadata","value":{}}]`)); err != nil {
-				return nil, res, err
-			}
+		if err := applyToNode(&node, []byte(`[{"op":"add","path":"`+ptr+`/metadata","value":{}}]`)); err != nil {
+			return nil, res, err
 		}
 	}
 	patch, err := webhook.BuildPatch(&d)
@@ -182,7 +178,7 @@ func Document(doc []byte, pol *policy.Policy) ([]byte, Result, error) {
 		return nil, res, err
 	}
 	if err := applyToNode(&node, patch); err != nil {
-		return nil, res, fmt.Errorf("%s %s: applying the patch: %w", h.Kind, h.Metadata.Name, err)
+		return nil, res, fmt.Errorf("%s %s: applying the patch: %w", res.Kind, res.Name, err)
 	}
 	y, err := encodeNode(&node)
 	if err != nil {
@@ -192,21 +188,14 @@ func Document(doc []byte, pol *policy.Policy) ([]byte, Result, error) {
 	return y, res, nil
 }
 
-func lookup(root any, ptr string) (any, bool) {
-	cur := root
-	if ptr == "" {
-		return cur, true
-	}
-	for _, tok := range strings.Split(strings.TrimPrefix(ptr, "/"), "/") {
-		m, ok := cur.(map[string]any)
-		if !ok {
-			return nil, false
-		}
-		if cur, ok = m[tok]; !ok || cur == nil {
-			return nil, false
+// scalarAt returns the scalar value of key in a mapping node, or "".
+func scalarAt(m *yaml.Node, key string) string {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key && m.Content[i+1].Kind == yaml.ScalarNode {
+			return m.Content[i+1].Value
 		}
 	}
-	return cur, true
+	return ""
 }
 
 func prefixPatch(patch []byte, prefix string) ([]byte, error) {
@@ -231,9 +220,15 @@ func Stream(in io.Reader, out io.Writer, pol *policy.Policy, diff bool) ([]Resul
 	if err != nil {
 		return nil, err
 	}
-	var results []Result
+	results := make([]Result, 0, len(docs))
 	var denials []error
-	var after, before bytes.Buffer
+	// Without --diff each document is written as soon as it is done, so memory stays at the
+	// input plus one document; the diff needs both streams whole.
+	var before, after bytes.Buffer
+	w := bufio.NewWriter(out)
+	if diff {
+		w = bufio.NewWriter(&after)
+	}
 	for i, doc := range docs {
 		m, res, err := Document(doc, pol)
 		if err != nil {
@@ -248,11 +243,18 @@ func Stream(in io.Reader, out io.Writer, pol *policy.Policy, diff bool) ([]Resul
 		}
 		results = append(results, res)
 		if i > 0 {
-			after.WriteString("---\n")
-			before.WriteString("---\n")
+			_, _ = w.WriteString("---\n")
+			if diff {
+				before.WriteString("---\n")
+			}
 		}
-		after.Write(m)
-		before.Write(doc)
+		_, _ = w.Write(m)
+		if diff {
+			before.Write(doc)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		return results, err
 	}
 	if diff {
 		ud := difflib.UnifiedDiff{A: difflib.SplitLines(before.String()), B: difflib.SplitLines(after.String()),
@@ -260,8 +262,6 @@ func Stream(in io.Reader, out io.Writer, pol *policy.Policy, diff bool) ([]Resul
 		if err := difflib.WriteUnifiedDiff(out, ud); err != nil {
 			return results, err
 		}
-	} else if _, err := out.Write(after.Bytes()); err != nil {
-		return results, err
 	}
 	if len(denials) > 0 {
 		return results, errors.Join(denials...)

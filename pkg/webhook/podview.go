@@ -1,7 +1,10 @@
 package webhook
 
 import (
+	"errors"
+
 	corev1 "k8s.io/api/core/v1"
+	kjson "sigs.k8s.io/json"
 )
 
 // podView holds exactly the pod fields the engine reads (engine.Decide: labels, annotations,
@@ -74,4 +77,17 @@ func (t *templateView) template() *podView {
 		return t.Spec.JobTemplate.Spec.Template
 	}
 	return nil
+}
+
+// DecodePod decodes the fields of a pod the engine reads into the same view the admission
+// handler uses, for the offline preview. Keys are matched case-sensitively, as the API server
+// decodes (sigs.k8s.io/json): a hand-written "Metadata:" is an unknown field there, and must
+// not be taken for metadata here. (The handler's input is the API server's own encoding, so
+// its keys are always exact.)
+func DecodePod(raw []byte) (*corev1.Pod, error) {
+	var v podView
+	if err := kjson.UnmarshalCaseSensitivePreserveInts(raw, &v); err != nil {
+		return nil, errors.New(describeJSONError(err))
+	}
+	return v.pod(), nil
 }

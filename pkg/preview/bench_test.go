@@ -1,0 +1,35 @@
+package preview
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
+)
+
+// BenchmarkStream mutates the upstream chart's Deployment repeated 100 times in one stream,
+// the shape of `make bench`'s offline section (1,000 Deployments) at a tenth of the size.
+func BenchmarkStream(b *testing.B) {
+	data, err := os.ReadFile("../../../shared/fixtures/upstream-chart/default.yaml")
+	if err != nil {
+		b.Skip(err)
+	}
+	var dep string
+	for _, d := range strings.Split(string(data), "\n---") {
+		if strings.Contains(d, "kind: Deployment") {
+			dep = d
+		}
+	}
+	stream := []byte(strings.Repeat(dep+"\n---\n", 100))
+	pol := policy.Default()
+	b.SetBytes(int64(len(stream)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Stream(bytes.NewReader(stream), io.Discard, pol, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
