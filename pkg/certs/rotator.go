@@ -57,6 +57,10 @@ const (
 	DefaultResyncInterval = time.Hour
 )
 
+// conflictRetry is the pause before reconciling again after losing an update race to
+// another replica; the winner's write usually arrives as an event before it ends.
+const conflictRetry = 200 * time.Millisecond
+
 // Options of Setup. The flags of `serve` map one to one: --cert-namespace, --cert-secret-name,
 // --cert-service-name, --mutating-webhook-name, --validating-webhook-name, --cert-dir,
 // --cert-name, --key-name.
@@ -250,7 +254,7 @@ func (r *rotator) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile
 			if apierrors.IsConflict(err) {
 				// Another replica won: use its material, which the next event brings.
 				r.log.V(1).Info("certificate Secret changed concurrently; retrying")
-				return reconcile.Result{Requeue: true}, nil
+				return reconcile.Result{RequeueAfter: conflictRetry}, nil
 			}
 			rotationsTotal.WithLabelValues("error").Inc()
 			return reconcile.Result{}, fmt.Errorf("update Secret %s: %w", r.key, err)
@@ -276,7 +280,7 @@ func (r *rotator) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile
 
 	if err := r.injectCABundle(ctx, m.caPEM); err != nil {
 		if apierrors.IsConflict(err) {
-			return reconcile.Result{Requeue: true}, nil
+			return reconcile.Result{RequeueAfter: conflictRetry}, nil
 		}
 		return reconcile.Result{}, err
 	}

@@ -22,17 +22,17 @@ import (
 type Outcome string
 
 const (
-	// OutcomeInjected: the pod was changed with valid settings.
+	// OutcomeInjected means the pod was changed with valid settings.
 	OutcomeInjected Outcome = "injected"
-	// OutcomeUnchanged: selected, but already as the policy wants it (a reinvocation, or a
+	// OutcomeUnchanged means selected, but already as the policy wants it (a reinvocation, or a
 	// pod that set everything itself).
 	OutcomeUnchanged Outcome = "unchanged"
-	// OutcomeSkipped: not ours to change (not selected, opted out, mirror pod, kube-system,
+	// OutcomeSkipped means not ours to change (not selected, opted out, mirror pod, kube-system,
 	// no target container).
 	OutcomeSkipped Outcome = "skipped"
-	// OutcomeInvalid: patched with defaults in place of settings that did not parse (onInvalid: warn).
+	// OutcomeInvalid means patched with defaults in place of settings that did not parse (onInvalid: warn).
 	OutcomeInvalid Outcome = "invalid"
-	// OutcomeDenied: refused because of invalid settings (onInvalid: reject).
+	// OutcomeDenied means refused because of invalid settings (onInvalid: reject).
 	OutcomeDenied Outcome = "denied"
 )
 
@@ -159,8 +159,9 @@ func Decide(pod *corev1.Pod, namespace string, pol *policy.Policy) Decision {
 
 	want := Hook(d.Action, d.Sleep)
 	// longest is the longest preStop the pod will run, ours or a kept one: the grace period
-	// has to cover it, or the kubelet kills the container mid-sleep.
-	longest := d.Sleep
+	// has to cover it, or the kubelet kills the container mid-sleep. A kept hook whose length
+	// cannot be read (httpGet, a script) counts as our sleep, the length we would have set.
+	var longest int64
 	var kept, replaced []string
 	for _, i := range targets {
 		c := &pod.Spec.Containers[i]
@@ -171,15 +172,19 @@ func Decide(pod *corev1.Pod, namespace string, pol *policy.Policy) Decision {
 			existing = c.Lifecycle.PreStop
 		}
 		if existing != nil && HookEqual(existing, want) {
+			longest = max(longest, d.Sleep)
 			continue
 		}
 		if existing != nil && pol.ExistingPreStop != policy.ExistingPreStopReplace {
 			kept = append(kept, c.Name)
-			if s, ok := HookSleepSeconds(existing); ok && s > longest {
-				longest = s
+			s, ok := HookSleepSeconds(existing)
+			if !ok {
+				s = d.Sleep
 			}
+			longest = max(longest, s)
 			continue
 		}
+		longest = max(longest, d.Sleep)
 		if existing != nil {
 			replaced = append(replaced, c.Name)
 			d.Warnings = append(d.Warnings, fmt.Sprintf("pushgateway-lifecycle: replaced the existing preStop hook of container %q (%s) with %s (policy existingPreStop: replace)",

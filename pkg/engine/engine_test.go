@@ -154,6 +154,13 @@ func TestMutate(t *testing.T) {
 			p.Spec.Containers[0].Lifecycle = &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"sh", "-c", "sleep 60"}}}}
 		}), pol: pol(), want: want{outcome: OutcomeInjected, hooks: map[string]string{"pushgateway": `exec "sh -c sleep 60"`}, grace: 75,
 			status: "kept existing preStop on pushgateway; terminationGracePeriodSeconds 30->75"}},
+		{name: "existing short sleep kept: grace covers it, not our default", pod: pgwPod(func(p *corev1.Pod) {
+			p.Spec.Containers[0].Lifecycle = &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: 7}}}
+		}), pol: pol(), want: want{outcome: OutcomeUnchanged, hooks: map[string]string{"pushgateway": "sleep 7s"}, grace: 30,
+			status: "kept existing preStop on pushgateway; terminationGracePeriodSeconds 30"}},
+		{name: "existing httpGet kept: counts as the default sleep", pod: pgwPod(func(p *corev1.Pod) {
+			p.Spec.Containers[0].Lifecycle = &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/quit"}}}
+		}), pol: pol(), want: want{outcome: OutcomeInjected, hooks: map[string]string{"pushgateway": `httpGet "/quit"`}, grace: 45}},
 		{name: "existing preStop replaced with a warning", pod: pgwPod(func(p *corev1.Pod) {
 			p.Spec.Containers[0].Lifecycle = &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/quit"}}}
 		}), pol: pol(replace), want: want{outcome: OutcomeInjected, hooks: map[string]string{"pushgateway": "sleep 30s"}, grace: 45,

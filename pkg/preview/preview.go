@@ -139,8 +139,10 @@ func Document(doc []byte, pol *policy.Policy) ([]byte, Result, error) {
 	tplNode := root
 	if ptr != "" {
 		var err error
-		if tplNode, err = walk(root, strings.Split(strings.TrimPrefix(ptr, "/"), "/")); err != nil || tplNode.Kind != yaml.MappingNode {
-			return doc, res, nil
+		tplNode, err = walk(root, strings.Split(strings.TrimPrefix(ptr, "/"), "/"))
+		if err != nil || tplNode.Kind != yaml.MappingNode {
+			// No pod template (a partial manifest): nothing to mutate, passed through.
+			return doc, res, nil //nolint:nilerr // absence is not an error here
 		}
 	}
 	var tpl any
@@ -153,7 +155,7 @@ func Document(doc []byte, pol *policy.Policy) ([]byte, Result, error) {
 	}
 	pod, err := webhook.DecodePod(tplJSON)
 	if err != nil {
-		return nil, res, &InputError{fmt.Errorf("%s %s: the pod template does not decode: %s", res.Kind, res.Name, err)}
+		return nil, res, &InputError{fmt.Errorf("%s %s: the pod template does not decode: %w", res.Kind, res.Name, err)}
 	}
 	d := engine.Decide(pod, namespace, pol)
 	res.Decision = d

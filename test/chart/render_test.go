@@ -355,7 +355,7 @@ func TestDeploymentHardeningAndHA(t *testing.T) {
 	}
 	if c.Lifecycle == nil || c.Lifecycle.PreStop == nil || c.Lifecycle.PreStop.Sleep == nil || c.Lifecycle.PreStop.Sleep.Seconds <= 0 {
 		t.Errorf("preStop %+v", c.Lifecycle)
-	} else if int64(c.Lifecycle.PreStop.Sleep.Seconds) >= *ps.TerminationGracePeriodSeconds {
+	} else if c.Lifecycle.PreStop.Sleep.Seconds >= *ps.TerminationGracePeriodSeconds {
 		t.Errorf("preStop sleep %d >= grace %d", c.Lifecycle.PreStop.Sleep.Seconds, *ps.TerminationGracePeriodSeconds)
 	}
 	if a := ps.Affinity; a == nil || a.PodAntiAffinity == nil || len(a.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution) != 1 ||

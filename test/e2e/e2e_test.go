@@ -397,12 +397,19 @@ func (s *suite) case4(ctx context.Context, t *testing.T) {
 			hook: "sleep 30", wantGrace: 45,
 		},
 		{
-			// The hook is the workload's own (existingPreStop: keep); the grace period is
-			// still raised to cover the default sleep and budget.
-			name: "existing preStop is kept", mutate: func(p *corev1.Pod) {
+			// The hook is the workload's own (existingPreStop: keep); the grace period has to
+			// cover that hook plus the budget (7+15 < 30), so the default 30 stays.
+			name: "existing short preStop is kept", mutate: func(p *corev1.Pod) {
 				p.Spec.Containers[0].Lifecycle = &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: 7}}}
 			},
-			hook: "sleep 7", wantGrace: 45,
+			hook: "sleep 7", wantGrace: 30,
+		},
+		{
+			// A kept hook longer than the default: the grace period covers it (40+15).
+			name: "existing long preStop is kept and covered", mutate: func(p *corev1.Pod) {
+				p.Spec.Containers[0].Lifecycle = &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: 40}}}
+			},
+			hook: "sleep 40", wantGrace: 55,
 		},
 	}
 	for _, r := range rows {

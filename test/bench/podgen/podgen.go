@@ -119,7 +119,7 @@ func Realistic() (*corev1.Pod, error) {
 	pod.ManagedFields = []metav1.ManagedFieldsEntry{{
 		Manager: "kube-controller-manager", Operation: metav1.ManagedFieldsOperationUpdate, APIVersion: "v1",
 		Time: &metav1.Time{Time: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}, FieldsType: "FieldsV1",
-		FieldsV1: &metav1.FieldsV1{Raw: []byte(managedFieldsV1)},
+		FieldsV1: metav1.NewFieldsV1(managedFieldsV1),
 	}}
 	defaultPod(pod)
 	return pod, nil
