@@ -56,6 +56,7 @@ func (e *InputError) Unwrap() error { return e.Err }
 func SplitDocuments(r io.Reader) ([][]byte, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64*1024), MaxDocumentBytes)
+	sc.Split(scanLinesKeepCR)
 	var docs [][]byte
 	var cur bytes.Buffer
 	flush := func() {
@@ -86,6 +87,21 @@ func SplitDocuments(r io.Reader) ([][]byte, error) {
 		}
 	}
 	return out, nil
+}
+
+// scanLinesKeepCR is bufio.ScanLines without its dropping of a "\r" before "\n": documents
+// that are passed through must come out byte for byte, CRLF line ends included.
+func scanLinesKeepCR(data []byte, atEOF bool) (int, []byte, error) {
+	if atEOF && len(data) == 0 {
+		return 0, nil, nil
+	}
+	if i := bytes.IndexByte(data, '\n'); i >= 0 {
+		return i + 1, data[:i], nil
+	}
+	if atEOF {
+		return len(data), data, nil
+	}
+	return 0, nil, nil
 }
 
 // isSeparator matches "---" alone or followed by a comment ("--- # Source: ...").
