@@ -257,7 +257,7 @@ func TestPodMutatorRequests(t *testing.T) {
 		{name: "not a review", body: []byte(`{"apiVersion":"v1","kind":"Pod"}`), code: 400, msg: "must be an AdmissionReview"},
 		{name: "no request", body: []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`), code: 400, msg: "has no request"},
 		{name: "wrong content type", body: reviewBody(t, admissionv1.Create, "Pod", pod), contentType: "text/plain", code: 415, msg: `Content-Type "text/plain"`},
-		{name: "undecodable pod", body: reviewBody(t, admissionv1.Create, "Pod", map[string]any{"spec": map[string]any{"containers": "x"}}), code: 400, msg: `field "request.object.spec.containers": cannot decode a JSON string`},
+		{name: "undecodable pod", body: reviewBody(t, admissionv1.Create, "Pod", map[string]any{"spec": map[string]any{"containers": "x"}}), code: 400, msg: `cannot decode a JSON string at "/request/object/spec/containers" (expected an array)`},
 		{name: "invalid setting warns", body: reviewBody(t, admissionv1.Create, "Pod", bad), allowed: true, patched: true},
 		{name: "invalid setting denied with reject", pol: deny, body: reviewBody(t, admissionv1.Create, "Pod", bad), code: 403, msg: `pre-stop-sleep]: Invalid value: "bogus"`},
 	} {
