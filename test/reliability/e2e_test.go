@@ -155,15 +155,13 @@ spec:
 	}
 	// The validating configuration reaches the API server's informer a moment after the
 	// mutating one that WaitForWebhook probed: retry the dry run until the warning shows.
-	var stdout, stderr string
-	var err error
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		stdout, stderr, err = apply("pgw-warn", "--dry-run=server")
-		if strings.Contains(stderr, "Warning") || time.Now().After(deadline) {
+		_, dryStderr, _ := apply("pgw-warn", "--dry-run=server")
+		if strings.Contains(dryStderr, "Warning") || time.Now().After(deadline) {
 			break
 		}
 	}
-	stdout, stderr, err = apply("pgw-warn")
+	stdout, stderr, err := apply("pgw-warn")
 	t.Logf("warn: err=%v\nstdout: %s\nstderr: %s", err, stdout, stderr)
 	if err != nil {
 		t.Fatalf("kubectl apply failed with onInvalid: warn: %v", err)

@@ -263,7 +263,7 @@ func post(ctx context.Context, c *http.Client, url, contentType string, body []b
 	}
 	var rv admissionv1.AdmissionReview
 	if err := json.Unmarshal(data, &rv); err != nil {
-		return resp.StatusCode, nil, fmt.Errorf("answer is not an AdmissionReview: %v: %.300s", err, data)
+		return resp.StatusCode, nil, fmt.Errorf("answer is not an AdmissionReview: %w: %.300s", err, data)
 	}
 	return resp.StatusCode, &rv, nil
 }
