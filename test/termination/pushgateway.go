@@ -67,8 +67,9 @@ func (ps *Processes) Start(bin, name, persistFile, logDir string, extra ...strin
 	p.cmd = exec.Command(bin, append(args, extra...)...)
 	p.cmd.Stdout = p.logFile
 	p.cmd.Stderr = p.logFile
-	// Its own process group, so a kill reaches everything it might spawn.
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Its own process group, so a kill reaches everything it might spawn; and killed with the
+	// test binary, which skips t.Cleanup when `go test -timeout` panics.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
 		p.logFile.Close()
 		return nil, err
