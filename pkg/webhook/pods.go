@@ -5,7 +5,6 @@ import (
 
 	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
-	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/engine"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/metrics"
@@ -38,18 +37,7 @@ var patchTypeJSON = admissionv1.PatchTypeJSONPatch
 
 // ServeHTTP decodes the review, decides, and answers with the patch.
 func (h *PodMutator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	var rv review[podView]
-	if err := readReview(r, &rv); err != nil {
-		var uid types.UID
-		if rv.Request != nil {
-			uid = rv.Request.UID
-		}
-		h.Log.Info("bad admission request", "error", err.Error(), "remote", r.RemoteAddr)
-		writeError(w, rv.APIVersion, uid, err)
-		return
-	}
-	resp := h.Review(rv.Request)
-	writeResponse(w, rv.APIVersion, resp)
+	serve(w, r, h.Log, h.Review)
 }
 
 // Review answers one decoded request.

@@ -16,6 +16,7 @@ import (
 	"reflect"
 	"sync"
 
+	"github.com/go-logr/logr"
 	"github.com/goccy/go-json/jsontext"
 	gojsonv2 "github.com/goccy/go-json/v2"
 	admissionv1 "k8s.io/api/admission/v1"
@@ -59,6 +60,22 @@ type badRequest struct {
 }
 
 func (e *badRequest) Error() string { return e.msg }
+
+// serve is the request cycle both handlers share: read and decode the review (answering a
+// client mistake with a 4xx inside a review), let decide answer it, write the answer.
+func serve[T any](w http.ResponseWriter, r *http.Request, log logr.Logger, decide func(*request[T]) *admissionv1.AdmissionResponse) {
+	var rv review[T]
+	if err := readReview(r, &rv); err != nil {
+		var uid types.UID
+		if rv.Request != nil {
+			uid = rv.Request.UID
+		}
+		log.Info("bad admission request", "error", err.Error(), "remote", r.RemoteAddr)
+		writeError(w, rv.APIVersion, uid, err)
+		return
+	}
+	writeResponse(w, rv.APIVersion, decide(rv.Request))
+}
 
 // readReview reads, bounds and decodes one AdmissionReview.
 func readReview[T any](r *http.Request, into *review[T]) error {

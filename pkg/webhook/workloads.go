@@ -5,7 +5,6 @@ import (
 
 	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
-	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/engine"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/metrics"
@@ -29,17 +28,7 @@ type WorkloadValidator struct {
 
 // ServeHTTP decodes the review and answers allowed, allowed with warnings, or denied.
 func (h *WorkloadValidator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	var rv review[templateView]
-	if err := readReview(r, &rv); err != nil {
-		var uid types.UID
-		if rv.Request != nil {
-			uid = rv.Request.UID
-		}
-		h.Log.Info("bad admission request", "error", err.Error(), "remote", r.RemoteAddr)
-		writeError(w, rv.APIVersion, uid, err)
-		return
-	}
-	writeResponse(w, rv.APIVersion, h.Review(rv.Request))
+	serve(w, r, h.Log, h.Review)
 }
 
 // Review answers one decoded request.
