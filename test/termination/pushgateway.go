@@ -140,7 +140,7 @@ func (p *Pod) WaitReady(ctx context.Context) error {
 		}
 		select {
 		case <-p.exited:
-			return fmt.Errorf("pushgateway %s exited before it was ready (%v); log:\n%s", p.Name, p.exitErr, p.Log())
+			return fmt.Errorf("pushgateway %s exited before it was ready (%w); log:\n%s", p.Name, p.exitErr, p.Log())
 		case <-ctx.Done():
 			return fmt.Errorf("pushgateway %s not ready: %w; log:\n%s", p.Name, ctx.Err(), p.Log())
 		case <-time.After(20 * time.Millisecond):

@@ -74,7 +74,7 @@ func FromManifests(data []byte) (Termination, error) {
 		case "Deployment":
 			var d appsv1.Deployment
 			if err := yaml.UnmarshalStrict(doc, &d); err != nil {
-				return Termination{}, fmt.Errorf("Deployment: %w", err)
+				return Termination{}, fmt.Errorf("reading the Deployment: %w", err)
 			}
 			spec = &d.Spec.Template.Spec
 		case "StatefulSet":

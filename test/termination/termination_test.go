@@ -2,6 +2,7 @@ package termination
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"math"
@@ -75,7 +76,8 @@ func mutatedSpec(t *testing.T, root, manifest string) (Termination, string) {
 	out, err := exec.Command(bin, "mutate", "-f", manifest).Output()
 	if err != nil {
 		stderr := ""
-		if ee, ok := err.(*exec.ExitError); ok {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
 			stderr = string(ee.Stderr)
 		}
 		t.Fatalf("pushgateway-lifecycle mutate -f %s: %v\n%s", manifest, err, stderr)
