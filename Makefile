@@ -99,8 +99,8 @@ build: ## Build the static binary into bin/.
 .PHONY: run
 run: build k8s-binaries ## Start a local control plane with the webhook registered (foreground, Ctrl-C stops all).
 	@# Built, not `go run`: go run exits 1 on Ctrl-C, which make would report as a failure.
-	go build -o $(LOCALBIN)/run ./test/harness/cmd/run
-	$(LOCALBIN)/run $(RUN_ARGS)
+	go build -o $(LOCALBIN)/local-cluster ./test/harness/cmd/run
+	$(LOCALBIN)/local-cluster $(RUN_ARGS)
 
 .PHONY: docker-build
 docker-build: ## Build the container image (needs a Docker engine).
