@@ -34,6 +34,11 @@ type APIMode struct {
 	// added latency is spent inside the webhook process at all.
 	ServerMeanMs float64 `json:"server_mean_ms,omitempty"`
 	ServerCPUms  float64 `json:"server_cpu_ms_per_pod,omitempty"`
+	// APICallMeanMs is the webhook call as kube-apiserver itself times it
+	// (apiserver_admission_webhook_admission_duration_seconds): request encoding, TLS, the
+	// round trip and our handler. The rest of the added latency is the API server's own work
+	// around the call (applying the patch, decoding the pod again) and CPU contention.
+	APICallMeanMs float64 `json:"apiserver_call_mean_ms,omitempty"`
 }
 
 // APIOptions for RunAPIServer.
@@ -45,7 +50,8 @@ type APIOptions struct {
 }
 
 // RunAPIServer creates Pods of the upstream chart through a real kube-apiserver, in rounds
-// that alternate between the webhook registered and not registered.
+// that rotate between three modes: the webhook registered, the floor (the same binary with
+// --floor: a constant answer) registered the same way, and no webhook.
 func RunAPIServer(ctx context.Context, o APIOptions, log func(string, ...any)) ([]APIMode, error) {
 	t0 := time.Now()
 	cp, err := harness.Start(harness.Options{})
@@ -81,24 +87,63 @@ func RunAPIServer(ctx context.Context, o APIOptions, log func(string, ...any)) (
 	if err != nil {
 		return nil, err
 	}
-	configs := harness.DefaultWebhookConfigs().PointAt(fmt.Sprintf("https://127.0.0.1:%d", wh.Port), cp.CAData)
-	configs.Validating = nil
+	// The floor: the same binary with --floor registered the same way. It answers every review
+	// allowed without reading the pod, so its rounds measure what a webhook call costs the API
+	// server whatever the webhook does.
+	floor, err := harness.StartWebhookServer(cp.CertDir, harness.WebhookOptions{Binary: o.Binary, Args: []string{"--floor"}})
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = floor.Stop(10 * time.Second) }()
+	configs := map[string]harness.WebhookConfigs{}
+	for mode, srv := range map[string]*harness.Webhook{"webhook": wh, "floor": floor} {
+		c := harness.DefaultWebhookConfigs().PointAt(fmt.Sprintf("https://127.0.0.1:%d", srv.Port), cp.CAData)
+		c.Validating = nil
+		configs[mode] = c
+	}
+	requests := func(srv *harness.Webhook) float64 {
+		n, _ := MetricSum(srv.MetricsURL(), "controller_runtime_webhook_requests_total", `webhook="`+harness.MutatePodPath+`"`)
+		return n
+	}
 
-	setMode := func(with bool) error {
-		if with {
-			if err := cp.Register(ctx, configs); err != nil {
+	current := ""
+	setMode := func(mode string) error {
+		if current != "" && current != "none" {
+			if err := cp.Unregister(ctx, configs[current]); err != nil {
+				return err
+			}
+			if err := cp.WaitForWebhookGone(ctx, ns, 30*time.Second); err != nil {
+				return err
+			}
+		}
+		current = mode
+		switch mode {
+		case "webhook":
+			if err := cp.Register(ctx, configs[mode]); err != nil {
 				return err
 			}
 			return cp.WaitForWebhook(ctx, ns, 30*time.Second)
+		case "floor":
+			if err := cp.Register(ctx, configs[mode]); err != nil {
+				return err
+			}
+			// The floor mutates nothing: wait until the API server calls it at all.
+			before := requests(floor)
+			probe := tmpl.DeepCopy()
+			probe.Name = "probe-floor"
+			for deadline := time.Now().Add(30 * time.Second); requests(floor) == before; time.Sleep(100 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					return fmt.Errorf("the floor webhook was not called within 30s")
+				}
+				_, _ = client.CoreV1().Pods(ns).Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+			}
 		}
-		if err := cp.Unregister(ctx, configs); err != nil {
-			return err
-		}
-		return cp.WaitForWebhookGone(ctx, ns, 30*time.Second)
+		return nil
 	}
 
 	seq := 0
-	round := func(n int) (lat []time.Duration, errs int, wall time.Duration) {
+	modeOf := map[int]string{}
+	round := func(n int, mode string) (lat []time.Duration, errs int, wall time.Duration) {
 		var mu sync.Mutex
 		next := make(chan int)
 		var wg sync.WaitGroup
@@ -127,6 +172,7 @@ func RunAPIServer(ctx context.Context, o APIOptions, log func(string, ...any)) (
 			}()
 		}
 		for i := 0; i < n; i++ {
+			modeOf[seq] = mode
 			next <- seq
 			seq++
 		}
@@ -135,41 +181,80 @@ func RunAPIServer(ctx context.Context, o APIOptions, log func(string, ...any)) (
 		return lat, errs, time.Since(start)
 	}
 
-	// Warm both paths (connections, informers, the webhook's TLS session) before measuring.
-	for _, with := range []bool{true, false} {
-		if err := setMode(with); err != nil {
+	modes := []string{"webhook", "floor", "none"}
+	// Warm every path (connections, informers, the servers' TLS sessions) before measuring.
+	for _, m := range modes {
+		if err := setMode(m); err != nil {
 			return nil, err
 		}
-		round(4 * o.Parallelism)
+		round(4*o.Parallelism, m)
 	}
+	clear(modeOf)
 
 	type acc struct {
 		lat  []time.Duration
 		errs int
 		wall time.Duration
 	}
-	modes := map[bool]*acc{true: {}, false: {}}
+	accs := map[string]*acc{}
+	for _, m := range modes {
+		accs[m] = &acc{}
+	}
 	per := o.Pods / o.Rounds
-	firstMeasured := seq
-	latency := func() (sum, count float64) {
+	latency := func(srv *harness.Webhook) (sum, count float64) {
 		l := `webhook="` + harness.MutatePodPath + `"`
-		sum, _ = MetricSum(wh.MetricsURL(), "controller_runtime_webhook_latency_seconds_sum", l)
-		count, _ = MetricSum(wh.MetricsURL(), "controller_runtime_webhook_latency_seconds_count", l)
+		sum, _ = MetricSum(srv.MetricsURL(), "controller_runtime_webhook_latency_seconds_sum", l)
+		count, _ = MetricSum(srv.MetricsURL(), "controller_runtime_webhook_latency_seconds_count", l)
 		return sum, count
 	}
-	sum0, count0 := latency()
-	cpu0, _ := ProcCPU(wh.Pid())
-	for r := 0; r < o.Rounds; r++ {
-		order := []bool{true, false}
-		if r%2 == 1 {
-			order = []bool{false, true}
+	apiCall := func() (sum, count float64) {
+		body, err := client.RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+		if err != nil {
+			return 0, 0
 		}
-		for _, with := range order {
-			if err := setMode(with); err != nil {
+		sum, _ = metricSumText(string(body), "apiserver_admission_webhook_admission_duration_seconds_sum", `type="admit"`)
+		count, _ = metricSumText(string(body), "apiserver_admission_webhook_admission_duration_seconds_count", `type="admit"`)
+		return sum, count
+	}
+	type stats struct{ srvSum, srvCount, apiSum, apiCount float64 }
+	acct := map[string]*stats{"webhook": {}, "floor": {}}
+	var cpuWebhook time.Duration
+	for r := 0; r < o.Rounds; r++ {
+		// Rotate the order so that no mode always follows the same one.
+		order := append(modes[r%len(modes):len(modes):len(modes)], modes[:r%len(modes)]...)
+		for _, m := range order {
+			if err := setMode(m); err != nil {
 				return nil, err
 			}
-			lat, errs, wall := round(per)
-			a := modes[with]
+			var srv *harness.Webhook
+			switch m {
+			case "webhook":
+				srv = wh
+			case "floor":
+				srv = floor
+			}
+			var s0, c0, a0, n0 float64
+			var cpu0 time.Duration
+			if srv != nil {
+				s0, c0 = latency(srv)
+				a0, n0 = apiCall()
+				cpu0, _ = ProcCPU(srv.Pid())
+			}
+			lat, errs, wall := round(per, m)
+			if srv != nil {
+				s1, c1 := latency(srv)
+				a1, n1 := apiCall()
+				st := acct[m]
+				st.srvSum += s1 - s0
+				st.srvCount += c1 - c0
+				st.apiSum += a1 - a0
+				st.apiCount += n1 - n0
+				if m == "webhook" {
+					cpu1, _ := ProcCPU(srv.Pid())
+					cpuWebhook += cpu1 - cpu0
+				}
+			}
+			a := accs[m]
 			a.lat = append(a.lat, lat...)
 			a.errs += errs
 			a.wall += wall
@@ -177,38 +262,36 @@ func RunAPIServer(ctx context.Context, o APIOptions, log func(string, ...any)) (
 		log("  round %d/%d done", r+1, o.Rounds)
 	}
 
-	sum1, count1 := latency()
-	cpu1, _ := ProcCPU(wh.Pid())
-
-	// Which pods got mutated, by mode: pods are numbered in creation order and every round
-	// is one block, so count annotations per block.
+	// Which pods got mutated, by the mode they were created in.
 	pods, err := client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, err
 	}
-	mutated := map[bool]int{}
+	mutated := map[string]int{}
 	for _, p := range pods.Items {
 		i, err := strconv.Atoi(p.Name[len("pgw-"):])
-		if err != nil || i < firstMeasured {
+		m, measured := modeOf[i]
+		if err != nil || !measured {
 			continue
 		}
-		// Block b is round b/2's first (b even) or second mode; odd rounds start without.
-		b := (i - firstMeasured) / per
-		withMode := (b/2%2 == 0) == (b%2 == 0)
 		if _, ok := p.Annotations[annotations.AnnotationStatus]; ok {
-			mutated[withMode]++
+			mutated[m]++
 		}
 	}
 
 	var out []APIMode
-	for _, with := range []bool{true, false} {
-		a := modes[with]
-		m := APIMode{Mode: "none", Pods: len(a.lat), Errors: a.errs, Mutated: mutated[with]}
-		if with {
-			m.Mode = "webhook"
-			if count1 > count0 {
-				m.ServerMeanMs = (sum1 - sum0) / (count1 - count0) * 1000
-				m.ServerCPUms = ms(cpu1-cpu0) / (count1 - count0)
+	for _, mode := range modes {
+		a := accs[mode]
+		m := APIMode{Mode: mode, Pods: len(a.lat), Errors: a.errs, Mutated: mutated[mode]}
+		if st := acct[mode]; st != nil {
+			if st.srvCount > 0 {
+				m.ServerMeanMs = st.srvSum / st.srvCount * 1000
+				if mode == "webhook" {
+					m.ServerCPUms = ms(cpuWebhook) / st.srvCount
+				}
+			}
+			if st.apiCount > 0 {
+				m.APICallMeanMs = st.apiSum / st.apiCount * 1000
 			}
 		}
 		sort.Slice(a.lat, func(i, j int) bool { return a.lat[i] < a.lat[j] })

@@ -176,6 +176,16 @@ func MetricSum(url, name string, labels ...string) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
+	sum, err := metricSumText(body, name, labels...)
+	if err != nil {
+		return 0, fmt.Errorf("%w at %s", err, url)
+	}
+	return sum, nil
+}
+
+// metricSumText sums the samples of one metric in a Prometheus text exposition whose lines
+// contain every given label substring.
+func metricSumText(body, name string, labels ...string) (float64, error) {
 	var sum float64
 	found := false
 	for _, line := range strings.Split(body, "\n") {
@@ -198,7 +208,7 @@ func MetricSum(url, name string, labels ...string) (float64, error) {
 		found = true
 	}
 	if !found {
-		return 0, fmt.Errorf("%s%v not found at %s", name, labels, url)
+		return 0, fmt.Errorf("%s%v not found", name, labels)
 	}
 	return sum, nil
 }

@@ -27,6 +27,7 @@ func main() {
 	step := flag.Duration("step", 6*time.Second, "measured length of each direct-load step")
 	warmup := flag.Duration("warmup", time.Second, "warmup before each direct-load step")
 	pods := flag.Int("pods", 500, "pods created per mode through the apiserver")
+	parallel := flag.Int("parallelism", 8, "concurrent pod creations through the apiserver")
 	rounds := flag.Int("rounds", 5, "interleaved rounds per mode through the apiserver")
 	count := flag.Int("count", 3, "runs of each Go benchmark (the median is kept)")
 	out := flag.String("out", "", "JSON output (default bench/results/latest.json, or soak.json with -soak)")
@@ -39,7 +40,7 @@ func main() {
 		}
 		return
 	}
-	if err := run(*soak, *soakFor, *only, *step, *warmup, *pods, *rounds, *count, *out); err != nil {
+	if err := run(*soak, *soakFor, *only, *step, *warmup, *pods, *rounds, *parallel, *count, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -49,7 +50,7 @@ func logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
 }
 
-func run(soak bool, soakFor time.Duration, only string, step, warmup time.Duration, pods, rounds, count int, out string) error {
+func run(soak bool, soakFor time.Duration, only string, step, warmup time.Duration, pods, rounds, parallel, count int, out string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	root, err := podgen.RepoRoot()
@@ -121,7 +122,7 @@ func run(soak bool, soakFor time.Duration, only string, step, warmup time.Durati
 	}
 	if sections["3"] && ctx.Err() == nil {
 		logf("3. pod creation through kube-apiserver: %d pods per mode in %d interleaved rounds", pods, rounds)
-		if rep.API, err = bench.RunAPIServer(ctx, bench.APIOptions{Binary: bin, Pods: pods, Rounds: rounds, Parallelism: 8}, logf); err != nil {
+		if rep.API, err = bench.RunAPIServer(ctx, bench.APIOptions{Binary: bin, Pods: pods, Rounds: rounds, Parallelism: parallel}, logf); err != nil {
 			return err
 		}
 	}
