@@ -5,31 +5,17 @@ import (
 	"errors"
 	"io"
 	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/fixtures"
 )
 
 // fuzzFixtures reads the upstream chart renders from ../shared/fixtures beside the repository.
 func fuzzFixtures(f *testing.F) [][]byte {
-	dir, err := os.Getwd()
+	files, err := fixtures.UpstreamChart()
 	if err != nil {
 		f.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			f.Fatal("go.mod not found above the package directory")
-		}
-		dir = parent
-	}
-	files, _ := filepath.Glob(filepath.Join(dir, "..", "shared", "fixtures", "upstream-chart", "*.yaml"))
-	if len(files) == 0 {
-		f.Fatal("no fixtures in ../shared/fixtures/upstream-chart")
 	}
 	var out [][]byte
 	for _, file := range files {

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/fixtures"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files from the current output")
@@ -18,11 +19,12 @@ var update = flag.Bool("update", false, "rewrite the golden files from the curre
 // repository) and our own streams in testdata/.
 func goldenInputs(t *testing.T) map[string]string {
 	in := map[string]string{}
-	for _, f := range []string{"default", "default-sts", "persistence"} {
-		p := filepath.Join("..", "..", "..", "shared", "fixtures", "upstream-chart", f+".yaml")
-		if _, err := os.Stat(p); err == nil {
-			in["upstream-"+f] = p
-		}
+	files, err := fixtures.UpstreamChart()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range files {
+		in["upstream-"+strings.TrimSuffix(filepath.Base(p), ".yaml")] = p
 	}
 	local, _ := filepath.Glob("testdata/*.yaml")
 	for _, p := range local {
@@ -67,11 +69,15 @@ func TestGolden(t *testing.T) {
 }
 
 func TestUpstreamWorkloadsArePatched(t *testing.T) {
-	for _, f := range []string{"default", "default-sts", "persistence"} {
-		p := filepath.Join("..", "..", "..", "shared", "fixtures", "upstream-chart", f+".yaml")
+	files, err := fixtures.UpstreamChart()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range files {
+		f := filepath.Base(p)
 		data, err := os.ReadFile(p)
 		if err != nil {
-			t.Skipf("fixtures not found: %v", err)
+			t.Fatal(err)
 		}
 		var out bytes.Buffer
 		res, err := Stream(bytes.NewReader(data), &out, policy.Default(), false)

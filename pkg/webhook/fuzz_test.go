@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -18,28 +17,15 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/fixtures"
 )
 
 // fuzzFixtureObjects returns the upstream chart's Deployments and StatefulSets (JSON) and
 // their pod templates turned into Pods, read from ../shared/fixtures beside the repository.
 func fuzzFixtureObjects(f *testing.F) (workloads, pods [][]byte) {
-	dir, err := os.Getwd()
+	files, err := fixtures.UpstreamChart()
 	if err != nil {
 		f.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			f.Fatal("go.mod not found above the package directory")
-		}
-		dir = parent
-	}
-	files, _ := filepath.Glob(filepath.Join(dir, "..", "shared", "fixtures", "upstream-chart", "*.yaml"))
-	if len(files) == 0 {
-		f.Fatalf("no fixtures in %s", filepath.Join(dir, "..", "shared", "fixtures", "upstream-chart"))
 	}
 	for _, file := range files {
 		data, err := os.ReadFile(file)

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/annotations"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/engine"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/fixtures"
 )
 
 // corpus is a set of pods that exercise every patch shape: lifecycle absent, lifecycle with
@@ -75,9 +77,13 @@ func corpus(t testing.TB) map[string]*corev1.Pod {
 // upstreamPod is the pod template of the upstream chart's Deployment, from the owners' fixtures.
 func upstreamPod(t testing.TB) *corev1.Pod {
 	t.Helper()
-	data, err := os.ReadFile("../../../shared/fixtures/upstream-chart/default.yaml")
+	dir, err := fixtures.Dir()
 	if err != nil {
-		t.Skipf("fixtures not found: %v", err)
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "upstream-chart", "default.yaml"))
+	if err != nil {
+		t.Fatal(err)
 	}
 	for _, doc := range strings.Split(string(data), "\n---") {
 		if !strings.Contains(doc, "kind: Deployment") {

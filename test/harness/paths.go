@@ -7,49 +7,22 @@ package harness
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/fixtures"
 )
 
-// RepoRoot returns the module root (the directory holding go.mod). It walks up from the
-// working directory, which `go test` sets to the package directory.
-func RepoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			if _, err := os.Stat(filepath.Join(dir, "hack", "k8s-binaries.sh")); err == nil {
-				return dir, nil
-			}
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("harness: no go.mod with hack/k8s-binaries.sh above the working directory")
-		}
-		dir = parent
-	}
-}
+// RepoRoot returns the module root (the directory holding go.mod and hack/).
+func RepoRoot() (string, error) { return fixtures.RepoRoot() }
 
 // FixturesDir is the owners' read-only fixtures folder, which lives beside the repository
 // (`../shared/fixtures`), both here and in CI.
-func FixturesDir() (string, error) {
-	root, err := RepoRoot()
-	if err != nil {
-		return "", err
-	}
-	dir := filepath.Join(root, "..", "shared", "fixtures")
-	if _, err := os.Stat(dir); err != nil {
-		return "", fmt.Errorf("harness: fixtures not found beside the repository: %w", err)
-	}
-	return filepath.Clean(dir), nil
-}
+func FixturesDir() (string, error) { return fixtures.Dir() }
 
 var (
 	binDirOnce sync.Once

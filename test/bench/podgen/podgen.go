@@ -8,7 +8,6 @@ package podgen
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -21,37 +20,23 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/fixtures"
 )
 
 // Namespace the generated pods live in.
 const Namespace = "monitoring"
 
-// RepoRoot walks up from the working directory to the module root (go test runs in the
-// package directory, go run in the caller's).
-func RepoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "hack", "k8s-binaries.sh")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("podgen: repository root (hack/k8s-binaries.sh) not found above the working directory")
-		}
-		dir = parent
-	}
-}
+// RepoRoot is the module root.
+func RepoRoot() (string, error) { return fixtures.RepoRoot() }
 
 // FixturePath is the upstream chart's default rendering, beside the repository.
 func FixturePath() (string, error) {
-	root, err := RepoRoot()
+	dir, err := fixtures.Dir()
 	if err != nil {
 		return "", err
 	}
-	p := filepath.Join(root, "..", "shared", "fixtures", "upstream-chart", "default.yaml")
+	p := filepath.Join(dir, "upstream-chart", "default.yaml")
 	if _, err := os.Stat(p); err != nil {
 		return "", fmt.Errorf("podgen: upstream chart fixture: %w", err)
 	}
