@@ -221,7 +221,9 @@ func RunAPIServer(ctx context.Context, o APIOptions, log func(string, ...any)) (
 	var cpuWebhook time.Duration
 	for r := 0; r < o.Rounds; r++ {
 		// Rotate the order so that no mode always follows the same one.
-		order := append(modes[r%len(modes):len(modes):len(modes)], modes[:r%len(modes)]...)
+		order := make([]string, 0, len(modes))
+		order = append(order, modes[r%len(modes):]...)
+		order = append(order, modes[:r%len(modes)]...)
 		for _, m := range order {
 			if err := setMode(m); err != nil {
 				return nil, err
