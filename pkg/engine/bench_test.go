@@ -5,6 +5,7 @@ import (
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/engine"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/bench/cputime"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/bench/podgen"
 )
 
@@ -24,11 +25,11 @@ func BenchmarkDecide(b *testing.B) {
 				b.Fatalf("no hook decided: %+v", d)
 			}
 			b.ReportAllocs()
-			cpu0 := cpuNow()
+			cpu0 := cputime.Now()
 			for b.Loop() {
 				_ = engine.Decide(c.Pod, podgen.Namespace, pol)
 			}
-			reportCPU(b, cpu0)
+			cputime.Report(b, cpu0)
 		})
 	}
 }
@@ -42,11 +43,11 @@ func BenchmarkMutate(b *testing.B) {
 	for _, c := range cs {
 		b.Run(c.Name, func(b *testing.B) {
 			b.ReportAllocs()
-			cpu0 := cpuNow()
+			cpu0 := cputime.Now()
 			for b.Loop() {
 				_, _ = engine.Mutate(c.Pod, podgen.Namespace, pol)
 			}
-			reportCPU(b, cpu0)
+			cputime.Report(b, cpu0)
 		})
 	}
 }

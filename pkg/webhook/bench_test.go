@@ -18,6 +18,7 @@ import (
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/engine"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/webhook"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/bench/cputime"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/bench/podgen"
 )
 
@@ -59,14 +60,14 @@ func BenchmarkDecodePod(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			b.SetBytes(int64(len(c.podJSON)))
 			b.ReportAllocs()
-			cpu0 := cpuNow()
+			cpu0 := cputime.Now()
 			for b.Loop() {
 				var pod corev1.Pod
 				if err := json.Unmarshal(c.podJSON, &pod); err != nil {
 					b.Fatal(err)
 				}
 			}
-			reportCPU(b, cpu0)
+			cputime.Report(b, cpu0)
 		})
 	}
 }
@@ -104,14 +105,14 @@ func benchHandler(b *testing.B, log logr.Logger) {
 			w := &discardWriter{h: http.Header{}}
 			b.SetBytes(int64(len(c.review)))
 			b.ReportAllocs()
-			cpu0 := cpuNow()
+			cpu0 := cputime.Now()
 			for b.Loop() {
 				body.Reset(c.review)
 				req.Body = rc
 				clear(w.h)
 				h.ServeHTTP(w, req)
 			}
-			reportCPU(b, cpu0)
+			cputime.Report(b, cpu0)
 		})
 	}
 }
@@ -138,7 +139,7 @@ func BenchmarkGeneric(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			b.SetBytes(int64(len(c.review)))
 			b.ReportAllocs()
-			cpu0 := cpuNow()
+			cpu0 := cputime.Now()
 			for b.Loop() {
 				var rv admissionv1.AdmissionReview
 				if err := json.Unmarshal(c.review, &rv); err != nil {
@@ -162,7 +163,7 @@ func BenchmarkGeneric(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			reportCPU(b, cpu0)
+			cputime.Report(b, cpu0)
 		})
 	}
 }

@@ -8,19 +8,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"flag"
 	"fmt"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -33,6 +25,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/harness"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/testpki"
 )
 
 var long = flag.Bool("long", false, "run the long forms (60 s overload)")
@@ -68,103 +61,36 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// pki is a throwaway CA that issues serving and client certificates, so that tests can
-// rotate, withhold and verify certificates at will.
-type pki struct {
-	cert   *x509.Certificate
-	key    *ecdsa.PrivateKey
-	pem    []byte
-	pool   *x509.CertPool
-	serial int64
-	mu     sync.Mutex
-}
+// pki is the shared test CA (test/testpki) with test-failing helpers.
+type pki struct{ *testpki.CA }
 
 func newPKI(t testing.TB) *pki {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := testpki.New("reliability-test-ca")
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "reliability-test-ca"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	p := &pki{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pool: x509.NewCertPool(), serial: 1}
-	p.pool.AddCert(cert)
-	return p
+	return &pki{ca}
 }
 
-// issue returns a PEM certificate and key, for 127.0.0.1 (server) or a client, and its serial.
-func (p *pki) issue(t testing.TB, server bool) (certPEM, keyPEM []byte, serial int64) {
-	t.Helper()
-	p.mu.Lock()
-	p.serial++
-	serial = p.serial
-	p.mu.Unlock()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial),
-		Subject:      pkix.Name{CommonName: "kube-apiserver-client"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	if server {
-		tmpl.Subject.CommonName = "127.0.0.1"
-		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
-		tmpl.DNSNames = []string{"localhost"}
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.cert, &key.PublicKey, p.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), serial
-}
-
-// writeServing puts a new serving certificate into dir the way a kubelet updates a Secret
-// volume: both files written aside, then renamed into place, so a reader never sees half.
+// writeServing rotates the serving pair in dir (atomically) and returns its serial.
 func (p *pki) writeServing(t testing.TB, dir string) int64 {
 	t.Helper()
-	c, k, serial := p.issue(t, true)
-	for name, data := range map[string][]byte{"tls.key": k, "tls.crt": c} {
-		tmp := filepath.Join(dir, "."+name+".tmp")
-		if err := os.WriteFile(tmp, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-			t.Fatal(err)
-		}
+	serial, err := p.WriteServing(dir)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return serial
 }
 
 // clientCert is a client certificate signed by the CA.
 func (p *pki) clientCert(t testing.TB) tls.Certificate {
-	c, k, _ := p.issue(t, false)
-	pair, err := tls.X509KeyPair(c, k)
+	t.Helper()
+	c, err := p.ClientCert()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return pair
+	return c
 }
 
 // server is a running serve process with its own certificate directory and CA.
@@ -212,7 +138,7 @@ func (s *server) client(conns int) *http.Client {
 	return &http.Client{
 		Timeout: 10 * time.Second,
 		Transport: &http.Transport{
-			TLSClientConfig:     &tls.Config{RootCAs: s.pki.pool, MinVersion: tls.VersionTLS12},
+			TLSClientConfig:     &tls.Config{RootCAs: s.pki.Pool, MinVersion: tls.VersionTLS12},
 			MaxIdleConns:        conns,
 			MaxIdleConnsPerHost: conns,
 			MaxConnsPerHost:     conns,

@@ -118,7 +118,7 @@ func TestOverload(t *testing.T) {
 	var cp *harness.ControlPlane
 	if !testing.Short() {
 		cp = controlPlane(t)
-		register(t, cp, "overload", strings.TrimSuffix(s.URL(""), "/"), s.pki.pem)
+		register(t, cp, "overload", strings.TrimSuffix(s.URL(""), "/"), s.pki.PEM)
 	}
 
 	stopSampling := make(chan struct{})

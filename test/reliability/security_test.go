@@ -26,7 +26,7 @@ func handshake(s *server, cfg *tls.Config) (tls.ConnectionState, error) {
 }
 
 func tlsClient(s *server, minV, maxV uint16) *tls.Config {
-	return &tls.Config{RootCAs: s.pki.pool, MinVersion: minV, MaxVersion: maxV, ServerName: "127.0.0.1"}
+	return &tls.Config{RootCAs: s.pki.Pool, MinVersion: minV, MaxVersion: maxV, ServerName: "127.0.0.1"}
 }
 
 // TestTLSVersions: TLS 1.3 only by default; --tls-min-version 1.2 admits 1.2 and nothing older.
@@ -99,7 +99,7 @@ func TestNoHTTP2(t *testing.T) {
 func TestClientCA(t *testing.T) {
 	apiserverCA := newPKI(t)
 	caFile := filepath.Join(t.TempDir(), "client-ca.pem")
-	if err := os.WriteFile(caFile, apiserverCA.pem, 0o600); err != nil {
+	if err := os.WriteFile(caFile, apiserverCA.PEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	s := startServer(t, "", "--client-ca-file="+caFile)
