@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/timeline"
 )
 
 // Config is shared by every arm of one run, so that the arms differ only in the pod spec.
@@ -39,6 +41,8 @@ func (c Config) Real(d time.Duration) time.Duration {
 type Arm struct {
 	Name string
 	Term Termination
+	// File names the arm's event log and picture (File.jsonl, File.svg) when they are written.
+	File string
 }
 
 // Result is what one arm measured.
@@ -65,6 +69,9 @@ type Result struct {
 	MarkerRestored bool          // the replacement restored the preloaded store
 	Lost           int           // acknowledged pushes missing from the replacement
 	LostAckedByNew int           // of which acknowledged by the replacement itself (expected 0)
+
+	// Log is every event of the arm, timed from the pod's deletion: what the timeline draws.
+	Log *timeline.Run
 }
 
 // Run replays one pod replacement: the old pod serves under load, is deleted, terminates as its
@@ -109,6 +116,11 @@ func Run(ctx context.Context, ps *Processes, cfg Config, arm Arm) (*Result, erro
 	}
 
 	// t=0: the pod is deleted. The endpoint removal and the kubelet run concurrently.
+	rec := &recorder{t0: time.Now()}
+	rec.add(timeline.KindDeleted, rec.t0)
+	if res.Plan.SIGTERMAt > 0 {
+		rec.add(timeline.KindPreStop, rec.t0)
+	}
 	removed := make(chan struct{})
 	var removedAt time.Time
 	removal := time.AfterFunc(cfg.Real(cfg.Delay), func() {
@@ -125,19 +137,35 @@ func Run(ctx context.Context, ps *Processes, cfg Config, arm Arm) (*Result, erro
 	if err := sleep(ctx, cfg.Real(res.Plan.SIGTERMAt)); err != nil { // the preStop hook
 		return nil, err
 	}
+	persist := watchPersist(file)
 	termAt := time.Now()
 	if err := old.Signal(syscall.SIGTERM); err != nil {
+		persist.Stop()
 		return nil, fmt.Errorf("SIGTERM: %w; log:\n%s", err, old.Log())
 	}
+	rec.add(timeline.KindSIGTERM, termAt)
 	select {
 	case <-old.Exited():
 		res.StopTook = old.ExitAt().Sub(termAt)
+		rec.add(timeline.KindExit, old.ExitAt())
 	case <-time.After(cfg.Real(res.Plan.StopWindow())):
 		res.Killed = true
-		res.StopTook = time.Since(termAt)
+		killAt := time.Now()
+		res.StopTook = killAt.Sub(termAt)
+		rec.add(timeline.KindSIGKILL, killAt)
 		old.Kill()
 	case <-ctx.Done():
+		persist.Stop()
 		return nil, ctx.Err()
+	}
+	if start, end := persist.Stop(); !start.IsZero() {
+		if !res.Killed && end.After(old.ExitAt()) { // seen by the poll after the exit
+			end = old.ExitAt()
+		}
+		rec.add(timeline.KindPersistStart, start)
+		if !end.IsZero() {
+			rec.add(timeline.KindPersistEnd, end)
+		}
 	}
 	after, err := os.Stat(file)
 	if err != nil {
@@ -157,6 +185,8 @@ func Run(ctx context.Context, ps *Processes, cfg Config, arm Arm) (*Result, erro
 		return nil, err
 	}
 	res.RestoreTook = time.Since(startNew)
+	rec.add(timeline.KindNewStart, startNew)
+	rec.add(timeline.KindNewServing, startNew.Add(res.RestoreTook))
 	// The kubelet probes at initialDelaySeconds and then every periodSeconds; the Pushgateway
 	// stays ready once it is, so the first probe at or after RestoreTook is the one that passes.
 	res.ReadyAfter = cfg.Real(arm.Term.ReadyDelay)
@@ -181,7 +211,11 @@ func Run(ctx context.Context, ps *Processes, cfg Config, arm Arm) (*Result, erro
 	}
 	pushes := load.Stop()
 	stopped = true
+	rec.add(timeline.KindEnd, time.Now())
 	res.NoEndpointTime = svc.NoEndpointTime()
+	for _, c := range svc.Changes() {
+		rec.route(c)
+	}
 
 	present, marker, err := storedInstances(ctx, newPod.Addr, cfg.Seed.Preload.Groups)
 	if err != nil {
@@ -189,6 +223,7 @@ func Run(ctx context.Context, ps *Processes, cfg Config, arm Arm) (*Result, erro
 	}
 	res.MarkerRestored = marker
 	for _, p := range pushes {
+		rec.push(p, present[p.Instance])
 		res.Attempts++
 		switch {
 		case p.Outcome == OutcomeAck:
@@ -215,6 +250,7 @@ func Run(ctx context.Context, ps *Processes, cfg Config, arm Arm) (*Result, erro
 			res.OtherKinds[p.Route+": "+p.Outcome]++
 		}
 	}
+	res.Log = &timeline.Run{Arm: arm.Name, Spec: arm.Term.String(), Note: runNote(cfg), Events: rec.events}
 	return res, nil
 }
 

@@ -119,6 +119,13 @@ func (s *Service) NoEndpointTime() time.Duration {
 	return total
 }
 
+// Changes returns every endpoint change, in order.
+func (s *Service) Changes() []RouteChange {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]RouteChange(nil), s.changes...)
+}
+
 // Close stops the Service.
 func (s *Service) Close() { _ = s.srv.Close() }
 

@@ -16,8 +16,9 @@ import (
 )
 
 var (
-	proof = flag.Bool("proof", false, "run the full-scale proof (three arms at scale 1 plus the sweep) and write RESULTS.md")
-	delay = flag.Duration("delay", 5*time.Second, "propagation delay (pod time) between the pod starting to terminate and the Service no longer routing to it")
+	proof       = flag.Bool("proof", false, "run the full-scale proof (three arms at scale 1 plus the sweep) and write docs/why.md, the event logs and the timelines under docs/proof")
+	delay       = flag.Duration("delay", 5*time.Second, "propagation delay (pod time) between the pod starting to terminate and the Service no longer routing to it")
+	timelineDir = flag.String("timeline-dir", "", "write each arm's event log (.jsonl) and timeline (.svg) here; with -proof the default is docs/proof")
 )
 
 // repoRoot walks up from the package directory to the module root.
@@ -166,9 +167,9 @@ func TestProof(t *testing.T) {
 		preload.Series(), preload.Groups, preload.ValueBytes, float64(seed.Bytes)/1e6, seconds(seed.PersistTook))
 
 	arms := []Arm{
-		{Name: "1 upstream chart", Term: upstream},
-		{Name: "2 chart's commented example", Term: chartExample(upstream)},
-		{Name: "3 pushgateway-lifecycle mutate", Term: mutated},
+		{Name: "1 upstream chart", Term: upstream, File: "arm1-upstream-chart"},
+		{Name: "2 chart's commented example", Term: chartExample(upstream), File: "arm2-chart-example"},
+		{Name: "3 pushgateway-lifecycle mutate", Term: mutated, File: "arm3-mutate"},
 	}
 	var results []*Result
 	for _, arm := range arms {
@@ -178,6 +179,14 @@ func TestProof(t *testing.T) {
 		}
 		results = append(results, r)
 		logResult(t, r)
+		checkLog(t, r)
+	}
+	outDir := *timelineDir
+	if outDir == "" && *proof {
+		outDir = filepath.Join(root, "docs", "proof")
+	}
+	if outDir != "" {
+		writeTimelines(t, outDir, results)
 	}
 	header := scaleNote(cfg)
 	fmt.Printf("\n%s\n\n%s\n", header, Table(results))
@@ -209,6 +218,7 @@ func TestProof(t *testing.T) {
 	}
 
 	sweep := runSweep(ctx, t, ps, cfg, upstream)
+	writeTimelines(t, outDir, sweep)
 	fmt.Printf("\nSweep (%s)\n\n%s\n%s\n%s\n", header, Table(sweep), sweepConclusion(cfg, seed, sweep), defaultsConclusion(cfg, results, sweep))
 	t.Logf("proof took %s", time.Since(start).Round(time.Second))
 	writeResults(t, root, cfg, seed, results, sweep, time.Since(start), loadBefore+" / "+loadAverage())
@@ -247,12 +257,13 @@ func runSweep(ctx context.Context, t *testing.T, ps *Processes, cfg Config, upst
 		for _, s := range sleeps {
 			term := upstream // the chart's pod, readiness probe included
 			term.HasPreStop, term.PreStopSleep, term.PreStop, term.Grace = true, s, "sleep "+s.String(), s+b
-			arm := Arm{Name: fmt.Sprintf("sleep %s, budget %s", s, b), Term: term}
+			arm := Arm{Name: fmt.Sprintf("sleep %s, budget %s", s, b), Term: term, File: fmt.Sprintf("sweep%d-sleep%s-budget%s", len(out)+1, s, b)}
 			r, err := Run(ctx, ps, cfg, arm)
 			if err != nil {
 				t.Fatalf("sweep %s: %v", arm.Name, err)
 			}
 			logResult(t, r)
+			checkLog(t, r)
 			out = append(out, r)
 		}
 	}

@@ -1,0 +1,107 @@
+package termination
+
+import (
+	"bytes"
+	"encoding/xml"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/timeline"
+)
+
+// checkLog holds the event log to the counters the tables print: the picture is drawn from the
+// log, so a log that disagreed with the tables would make the picture say something else.
+func checkLog(t *testing.T, r *Result) {
+	t.Helper()
+	n := map[timeline.Fate]int{}
+	kinds := map[timeline.Kind]int{}
+	for _, e := range r.Log.Events {
+		kinds[e.Kind]++
+		if e.Kind == timeline.KindPush {
+			n[e.Fate]++
+		}
+	}
+	for _, c := range []struct {
+		what      string
+		log, want int
+	}{
+		{"pushes", kinds[timeline.KindPush], r.Attempts},
+		{"acknowledged (old + new + lost)", n[timeline.FateAckOld] + n[timeline.FateAckNew] + n[timeline.FateLost], r.AckOld + r.AckNew},
+		{"lost", n[timeline.FateLost], r.Lost},
+		{"refused/reset while the old pod was routed", n[timeline.FateRefused], r.RefusedOld},
+		{"503 without endpoint", n[timeline.FateNoEndpoint], r.NoEndpoint},
+		{"other failures", n[timeline.FateOther], r.FailedNew + r.Other},
+		{"SIGKILL events", kinds[timeline.KindSIGKILL], boolInt(r.Killed)},
+		{"exit events", kinds[timeline.KindExit], boolInt(!r.Killed)},
+		{"SIGTERM events", kinds[timeline.KindSIGTERM], 1},
+		{"persist-end events", kinds[timeline.KindPersistEnd], boolInt(r.Persisted && kinds[timeline.KindPersistStart] > 0)},
+	} {
+		if c.log != c.want {
+			t.Errorf("arm %s: the event log has %d %s, the result %d", r.Arm.Name, c.log, c.what, c.want)
+		}
+	}
+	if r.Killed && kinds[timeline.KindPersistEnd] > 0 {
+		t.Errorf("arm %s: killed, yet the log shows the persist completing", r.Arm.Name)
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// writeTimelines writes each arm's log as JSON lines, then draws every picture of the directory
+// from the logs as read back from disk (timeline.WriteDir), so the committed pictures are what
+// the committed logs render to; test/timeline's TestProofPictures checks that in make test.
+func writeTimelines(t *testing.T, dir string, results []*Result) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range results {
+		var b bytes.Buffer
+		if err := timeline.Write(&b, r.Log); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(dir, r.Arm.File+".jsonl"), b.Bytes())
+	}
+	names, err := timeline.WriteDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		svg, err := os.ReadFile(filepath.Join(dir, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		wellFormed(t, svg)
+	}
+	t.Logf("wrote %d event logs; timelines %v in %s", len(results), names, dir)
+}
+
+// wellFormed fails the test when the SVG is not well-formed XML (GitHub shows a broken image).
+func wellFormed(t *testing.T, svg []byte) []byte {
+	t.Helper()
+	d := xml.NewDecoder(bytes.NewReader(svg))
+	for {
+		_, err := d.Token()
+		if errors.Is(err, io.EOF) {
+			return svg
+		}
+		if err != nil {
+			t.Fatalf("the timeline is not well-formed XML: %v", err)
+		}
+	}
+}
+
+func writeFile(t *testing.T, path string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
