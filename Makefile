@@ -82,7 +82,7 @@ soak-reliability: build k8s-binaries ## 60 s overload at 3x the measured max thr
 soak: bench-soak soak-reliability ## Both soaks: 10 min at 1,000 req/s, then 60 s overload.
 
 .PHONY: proof
-proof: build pushgateway ## Run the termination experiment against the real Pushgateway (full scale, prints tables).
+proof: build pushgateway ## Run the termination experiment against the real Pushgateway (full scale): writes docs/why.md, docs/proof/ (event logs, timelines).
 	go test -count=1 -timeout 15m -v -run TestProof ./test/termination/ -args -proof
 
 .PHONY: lint

@@ -180,6 +180,7 @@ func TestProof(t *testing.T) {
 		results = append(results, r)
 		logResult(t, r)
 		checkLog(t, r)
+		t.Logf("the picture: %s", pictureReading(r))
 	}
 	outDir := *timelineDir
 	if outDir == "" && *proof {
@@ -349,8 +350,27 @@ func writeResults(t *testing.T, root string, cfg Config, seed *Seeded, arms, swe
 	var b strings.Builder
 	b.WriteString("<!-- Written by `make proof` (test/termination: TestProof -proof). Regenerate, do not edit by hand. -->\n")
 	b.WriteString("# Why: what is lost without it\n\n")
+	b.WriteString("[Back to the README](../README.md). **Reproduce:** `make proof` (about 6 minutes; it needs only Go: the Pushgateway is built " +
+		"from the Go module proxy) reruns everything below against the real Pushgateway and rewrites this page, the event logs " +
+		"(`docs/proof/*.jsonl`, one JSON object a line: every route change, signal, persist and push of an arm, in seconds from the pod's deletion) " +
+		"and the pictures drawn from them (`docs/proof/*.svg`). `make test` runs a short form at 1/5 time that fails if arm 3 refuses or loses " +
+		"a push, or if arm 1 stops refusing, and checks that the committed pictures are what the committed logs render to " +
+		"(`go test ./test/timeline`).\n\n")
 	fmt.Fprintf(&b, "Measured %s on %s (load average before/after the run: %s); the run took %s.\n\n",
 		time.Now().UTC().Format("2006-01-02 15:04 MST"), machine(), load, took.Round(time.Second))
+	b.WriteString("![Timelines of the three arms on one time scale](proof/timeline.svg)\n\n")
+	b.WriteString("How the picture reads:\n")
+	for _, r := range arms {
+		fmt.Fprintf(&b, "- %s\n", pictureReading(r))
+	}
+	b.WriteString("\nEach arm alone, with its event log: ")
+	for i, r := range append(append([]*Result{}, arms...), sweep...) {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "[%s](proof/%s.svg) ([events](proof/%s.jsonl))", r.Arm.Name, r.Arm.File, r.Arm.File)
+	}
+	b.WriteString(".\n\n## The run\n\n")
 	fmt.Fprintf(&b, "The real Pushgateway (%s, built from the Go module proxy by `hack/pushgateway.sh`) runs with `--persistence.file` "+
 		"(the chart's persistence variant mounts the volume; the flag is what users add through `extraArgs`), "+
 		"preloaded with %d series (%.0f MB persisted; the seeding run's shutdown persist took %s). %s. "+
@@ -387,12 +407,13 @@ How to read it:
 `)
 	b.WriteString("## Sweep: preStop sleep against the propagation delay, shutdown budget against the persist time\n\n")
 	b.WriteString("Grace = sleep + budget here (no 30 s floor), so the budget is the stop window after SIGTERM.\n\n")
+	b.WriteString("![Timelines of the sweep on one time scale](proof/sweep.svg)\n\n")
 	b.WriteString(Table(sweep))
 	b.WriteString("\n")
 	b.WriteString(sweepConclusion(cfg, seed, sweep))
 	b.WriteString("\n")
 	b.WriteString(defaultsConclusion(cfg, arms, sweep))
-	path := filepath.Join(root, "test", "termination", "RESULTS.md")
+	path := filepath.Join(root, "docs", "why.md")
 	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/timeline"
@@ -104,4 +106,55 @@ func writeFile(t *testing.T, path string, data []byte) {
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// pictureReading says in words what an arm's timeline shows, from the same log it is drawn from.
+func pictureReading(r *Result) string {
+	at := map[timeline.Kind]float64{}
+	seen := map[timeline.Kind]bool{}
+	var routeNone, routeNew float64
+	for _, e := range r.Log.Events {
+		switch e.Kind {
+		case timeline.KindRoute:
+			if e.Route == timeline.RouteNone && routeNone == 0 {
+				routeNone = e.T
+			}
+			if e.Route == timeline.RouteNew {
+				routeNew = e.T
+			}
+		default:
+			if !seen[e.Kind] {
+				at[e.Kind], seen[e.Kind] = e.T, true
+			}
+		}
+	}
+	s := func(v float64) string { return fmt.Sprintf("%.1f s", v) }
+	var b strings.Builder
+	fmt.Fprintf(&b, "**%s** (%s): ", r.Arm.Name, r.Arm.Term)
+	if seen[timeline.KindPreStop] {
+		fmt.Fprintf(&b, "the preStop sleeps to %s, past the endpoint's removal at %s, so ", s(at[timeline.KindSIGTERM]), s(routeNone))
+		if r.RefusedOld == 0 {
+			b.WriteString("no push meets a closed listener (no orange); ")
+		} else {
+			fmt.Fprintf(&b, "yet %d pushes are refused or reset (orange); ", r.RefusedOld)
+		}
+	} else {
+		fmt.Fprintf(&b, "SIGTERM at %s while the Service routes to the old pod until %s: %d pushes refused or reset (orange); ",
+			s(at[timeline.KindSIGTERM]), s(routeNone), r.RefusedOld)
+	}
+	switch {
+	case r.Killed && seen[timeline.KindPersistStart]:
+		fmt.Fprintf(&b, "the persist starts at %s and SIGKILL cuts it at %s (hatched), so %d acknowledged pushes are lost (red, with diamonds); ",
+			s(at[timeline.KindPersistStart]), s(at[timeline.KindSIGKILL]), r.Lost)
+	case r.Killed:
+		fmt.Fprintf(&b, "SIGKILL at %s; %d acknowledged pushes lost (red); ", s(at[timeline.KindSIGKILL]), r.Lost)
+	case seen[timeline.KindPersistEnd]:
+		fmt.Fprintf(&b, "the store is written from %s to %s and the process exits at %s, no SIGKILL; %d acknowledged pushes lost; ",
+			s(at[timeline.KindPersistStart]), s(at[timeline.KindPersistEnd]), s(at[timeline.KindExit]), r.Lost)
+	default:
+		fmt.Fprintf(&b, "the process exits at %s, no SIGKILL; %d acknowledged pushes lost; ", s(at[timeline.KindExit]), r.Lost)
+	}
+	fmt.Fprintf(&b, "the replacement starts at %s and is routed to at %s, and the %d pushes in between get 503 (grey).",
+		s(at[timeline.KindNewStart]), s(routeNew), r.NoEndpoint)
+	return b.String()
 }
