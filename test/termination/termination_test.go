@@ -363,6 +363,7 @@ func writeResults(t *testing.T, root string, cfg Config, seed *Seeded, arms, swe
 	for _, r := range arms {
 		fmt.Fprintf(&b, "- %s\n", pictureReading(r))
 	}
+	b.WriteString("\n" + pictureNote)
 	b.WriteString("\nEach arm alone, with its event log: ")
 	for i, r := range append(append([]*Result{}, arms...), sweep...) {
 		if i > 0 {

@@ -14,6 +14,12 @@ import (
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/timeline"
 )
 
+// pictureNote says how docs/why.md's pictures are drawn.
+const pictureNote = "The picture is drawn by `test/timeline` from the event logs alone: each push is a bar from its sending to its answer " +
+	"on the row of the client that sent it (4 clients, one push at a time each); the persist lane runs from the moment Pushgateway's " +
+	"temporary file (`<file>.in_progress.*`, storage/diskmetricstore.go) appears to its rename over the persistence file, polled every 2 ms; " +
+	"the replacement lane shows it restoring the store (light), waiting for its readiness probe (outlined), then routed to (green).\n"
+
 // checkLog holds the event log to the counters the tables print: the picture is drawn from the
 // log, so a log that disagreed with the tables would make the picture say something else.
 func checkLog(t *testing.T, r *Result) {

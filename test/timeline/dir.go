@@ -18,7 +18,7 @@ type Figure struct {
 // the sweep. The logs are named so that name order is the order of the tables.
 var ProofFigures = []Figure{
 	{Name: "timeline.svg", Title: "A Pushgateway pod replaced under load, three pod specs", Glob: "arm*.jsonl"},
-	{Name: "sweep.svg", Title: "Sweep: preStop sleep against the propagation delay, budget against the persist time", Glob: "sweep*.jsonl"},
+	{Name: "sweep.svg", Title: "Sweep: preStop sleep against the delay, shutdown budget against the persist", Glob: "sweep*.jsonl"},
 }
 
 // RenderDir reads every log (*.jsonl) in dir and draws every picture of it: one per log (same

@@ -148,6 +148,10 @@ func SVG(title string, runs ...*Run) ([]byte, error) {
 	f := &figure{W: width, Title: title}
 	y := 34.0
 	f.text(16, y, "start", "title", part{S: title})
+	if note := runs[0].Note; note != "" {
+		y += 21
+		f.text(16, y, "start", "small", part{S: note})
+	}
 	y += 10
 	blocks := make([][2]float64, 0, len(runs)) // the lane area of each arm, for the grid
 	for _, r := range runs {
@@ -398,7 +402,13 @@ func drawRun(f *figure, ax axis, r *Run, y float64) (top, bottom float64) {
 		if len(newSpans) > 0 {
 			label += ", ready " + secs(ready)
 		}
-		f.text(ax.x(fs.newStart)-6, base, "end", "note", part{S: label})
+		// Left of the lane when there is room (the bar runs to the end of the recording),
+		// else after it.
+		if x := ax.x(fs.newStart) - 6; x-textWidth(label, 13.5) >= plotLeft {
+			f.text(x, base, "end", "note", part{S: label})
+		} else {
+			f.text(ax.x(fs.end)+6, base, "start", "note", part{S: label})
+		}
 	} else {
 		none(base, "not started")
 	}
