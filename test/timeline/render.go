@@ -105,9 +105,6 @@ func (a axis) x(t float64) float64 {
 	return plotLeft + (t-a.t0)/(a.t1-a.t0)*(plotRight-plotLeft)
 }
 
-// px is the duration one pixel stands for.
-func (a axis) px() float64 { return (a.t1 - a.t0) / (plotRight - plotLeft) }
-
 func tickStep(span float64) float64 {
 	for _, s := range []float64{0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300} {
 		if span/s <= maxTicks {
