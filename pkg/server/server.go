@@ -242,8 +242,10 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 		if err := waitForFiles(gctx, o.CertWaitTimeout, log, filepath.Join(o.CertDir, o.CertName), filepath.Join(o.CertDir, o.KeyName)); err != nil {
 			return err
 		}
-		if gctx.Err() != nil {
+		select {
+		case <-gctx.Done():
 			return nil // stopped while waiting: a normal shutdown, with nothing to serve
+		default:
 		}
 		certsPresent.Store(true)
 		return srv.Start(gctx)

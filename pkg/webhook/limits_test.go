@@ -3,6 +3,7 @@ package webhook
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -75,7 +76,7 @@ func untilClosed(t *testing.T, c net.Conn, limit time.Duration) (string, time.Ti
 	_ = c.SetReadDeadline(time.Now().Add(limit))
 	data, err := io.ReadAll(c)
 	// A reset is a close too: the server closes with unread body bytes in its socket.
-	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+	if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
 		t.Fatalf("the server did not close the connection within %s: %v (read %q)", limit, err, data)
 	}
 	line, _, _ := bufio.NewReader(bytes.NewReader(data)).ReadLine()
