@@ -265,3 +265,19 @@ func TestValidateReadLimits(t *testing.T) {
 		})
 	}
 }
+
+// TestReadLimitsOverHTTP2: with --enable-http2 the read deadline is set on the stream
+// (http.ResponseController supports both protocols); a review over HTTP/2 is answered.
+func TestReadLimitsOverHTTP2(t *testing.T) {
+	addr, ca := startRun(t, func(o *Options) { o.EnableHTTP2 = true })
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{ForceAttemptHTTP2: true, TLSClientConfig: &tls.Config{RootCAs: ca.Pool}}}
+	resp, err := c.Post("https://"+addr+"/mutate-v1-pod", "application/json", strings.NewReader(podReview))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if resp.ProtoMajor != 2 || !bytes.Contains(body, []byte(`"allowed":true`)) {
+		t.Fatalf("HTTP/%d %d: %s", resp.ProtoMajor, resp.StatusCode, body)
+	}
+}
