@@ -24,6 +24,8 @@ type Watcher struct {
 	OnReload func(err error)
 	// Interval is the fallback poll period, for file systems whose events do not arrive.
 	Interval time.Duration
+	// newNotifier starts fsnotify (nil: fsnotify.NewWatcher); tests make it fail.
+	newNotifier func() (*fsnotify.Watcher, error)
 }
 
 // NewWatcher loads the file once; a file that is invalid at start is an error, so a broken
@@ -75,19 +77,29 @@ func (w *Watcher) Reload() error {
 
 // Start watches the file's directory until ctx ends. The directory, not the file, is
 // watched because a mounted ConfigMap is updated by swapping a symlink (..data), which
-// replaces the file instead of writing to it.
+// replaces the file instead of writing to it. The poll every Interval runs beside the watch,
+// and alone when fsnotify cannot start (inotify instances or watches exhausted on the node):
+// a policy that reloads late is better than a webhook that is down.
 func (w *Watcher) Start(ctx context.Context) error {
 	if w.path == "" {
 		<-ctx.Done()
 		return nil
 	}
-	fw, err := fsnotify.NewWatcher()
-	if err != nil {
-		return err
+	var events <-chan fsnotify.Event
+	var errs <-chan error
+	newNotifier := w.newNotifier
+	if newNotifier == nil {
+		newNotifier = fsnotify.NewWatcher
 	}
-	defer func() { _ = fw.Close() }()
-	if err := fw.Add(filepath.Dir(w.path)); err != nil {
-		return err
+	if fw, err := newNotifier(); err != nil {
+		w.log.Error(err, "cannot watch the policy file; polling it", "path", w.path, "interval", w.Interval.String())
+	} else {
+		defer func() { _ = fw.Close() }()
+		if err := fw.Add(filepath.Dir(w.path)); err != nil {
+			w.log.Error(err, "cannot watch the policy file; polling it", "path", w.path, "interval", w.Interval.String())
+		} else {
+			events, errs = fw.Events, fw.Errors
+		}
 	}
 	tick := time.NewTicker(w.Interval)
 	defer tick.Stop()
@@ -96,15 +108,17 @@ func (w *Watcher) Start(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case _, ok := <-fw.Events:
+		case _, ok := <-events:
 			if !ok {
-				return nil
+				events = nil // the poll goes on
+				continue
 			}
 			// Editors and the kubelet write in several steps; read once they are done.
 			debounce = time.After(100 * time.Millisecond)
-		case err, ok := <-fw.Errors:
+		case err, ok := <-errs:
 			if !ok {
-				return nil
+				errs = nil
+				continue
 			}
 			w.log.Error(err, "watching the policy file", "path", w.path)
 		case <-debounce:

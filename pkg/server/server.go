@@ -9,7 +9,6 @@ package server
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -54,6 +53,12 @@ type Options struct {
 	ShutdownDelay time.Duration
 	// CertWaitTimeout bounds the wait for the certificate files at start (0: wait forever).
 	CertWaitTimeout time.Duration
+	// RequestReadTimeout bounds the time from a request's headers to the end of its body; a
+	// body still arriving then is cut and its connection closed (see pglwebhook.Limits).
+	RequestReadTimeout time.Duration
+	// MaxInflightRequestBytes bounds the body buffers that all requests being read hold at
+	// once, beyond a small pre-size each (0: no bound; see pglwebhook.Limits).
+	MaxInflightRequestBytes int64
 	// Floor answers every review with a constant (benchmark only).
 	Floor bool
 
@@ -70,16 +75,30 @@ type Options struct {
 // DefaultOptions are the flag defaults.
 func DefaultOptions() Options {
 	return Options{
-		WebhookPort:            9443,
-		CertDir:                filepath.Join(os.TempDir(), "k8s-webhook-server", "serving-certs"),
-		CertName:               "tls.crt",
-		KeyName:                "tls.key",
-		TLSMinVersion:          "1.3",
-		MetricsBindAddress:     ":8080",
-		HealthProbeBindAddress: ":8081",
-		ShutdownDelay:          2 * time.Second,
+		WebhookPort:             9443,
+		CertDir:                 filepath.Join(os.TempDir(), "k8s-webhook-server", "serving-certs"),
+		CertName:                "tls.crt",
+		KeyName:                 "tls.key",
+		TLSMinVersion:           "1.3",
+		MetricsBindAddress:      ":8080",
+		HealthProbeBindAddress:  ":8081",
+		ShutdownDelay:           2 * time.Second,
+		RequestReadTimeout:      DefaultRequestReadTimeout,
+		MaxInflightRequestBytes: DefaultMaxInflightRequestBytes,
 	}
 }
+
+// DefaultRequestReadTimeout is the API server's default webhook timeoutSeconds (10 s): an
+// API server that has not sent a review's body by then has given up on it, and the longest
+// timeoutSeconds it accepts is 30 s.
+const DefaultRequestReadTimeout = 10 * time.Second
+
+// DefaultMaxInflightRequestBytes leaves room for one review of the largest size while its
+// buffer grows, or for a dozen of 1 MiB, beside any number of ordinary reviews (which fit
+// their pre-size). With the garbage that growing buffers leave until the next GC it keeps a
+// replica under attack well inside the chart's 128 MiB limit (test/reliability
+// TestStalledClients).
+const DefaultMaxInflightRequestBytes = 16 << 20
 
 // Validate returns every problem with the options at once.
 func (o *Options) Validate() field.ErrorList {
@@ -95,6 +114,14 @@ func (o *Options) Validate() field.ErrorList {
 	}
 	if o.ShutdownDelay < 0 {
 		errs = append(errs, field.Invalid(field.NewPath("shutdown-delay"), o.ShutdownDelay.String(), "must be >= 0"))
+	}
+	if o.RequestReadTimeout <= 0 || o.RequestReadTimeout > 30*time.Second {
+		errs = append(errs, field.Invalid(field.NewPath("request-read-timeout"), o.RequestReadTimeout.String(),
+			"must be > 0 and at most 30s, the longest webhook timeout the API server waits"))
+	}
+	if o.MaxInflightRequestBytes != 0 && o.MaxInflightRequestBytes < pglwebhook.MinInflightBytes {
+		errs = append(errs, field.Invalid(field.NewPath("max-inflight-request-bytes"), o.MaxInflightRequestBytes,
+			fmt.Sprintf("must be 0 (no bound) or at least %d, room for one review of the largest size while its buffer grows", pglwebhook.MinInflightBytes)))
 	}
 	return errs
 }
@@ -127,10 +154,13 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 		}
 	}
 
-	tlsOpts, err := o.tlsOptions()
-	if err != nil {
-		return err
+	var clientCA *clientCA
+	if o.ClientCAFile != "" {
+		if clientCA, err = newClientCA(o.ClientCAFile, log.WithName("client-ca")); err != nil {
+			return err
+		}
 	}
+	tlsOpts := o.tlsOptions(clientCA)
 	srv := webhook.NewServer(webhook.Options{
 		Host: o.WebhookHost, Port: o.WebhookPort, CertDir: o.CertDir, CertName: o.CertName, KeyName: o.KeyName,
 		TLSOpts: tlsOpts,
@@ -138,8 +168,9 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 	if o.Floor {
 		srv.Register(pglwebhook.PathMutatePods, pglwebhook.Floor{})
 	} else {
-		srv.Register(pglwebhook.PathMutatePods, &pglwebhook.PodMutator{Policy: watcher, Log: log.WithName("pods")})
-		srv.Register(pglwebhook.PathValidateWorkloads, &pglwebhook.WorkloadValidator{Policy: watcher, Log: log.WithName("workloads")})
+		limits := pglwebhook.Limits{ReadTimeout: o.RequestReadTimeout, InflightBytes: o.MaxInflightRequestBytes}
+		srv.Register(pglwebhook.PathMutatePods, limits.Wrap(&pglwebhook.PodMutator{Policy: watcher, Log: log.WithName("pods")}))
+		srv.Register(pglwebhook.PathValidateWorkloads, limits.Wrap(&pglwebhook.WorkloadValidator{Policy: watcher, Log: log.WithName("workloads")}))
 	}
 
 	var draining, certsPresent atomic.Bool
@@ -192,6 +223,9 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 		})
 	}
 	g.Go(func() error { return watcher.Start(gctx) })
+	if clientCA != nil {
+		g.Go(func() error { return clientCA.Start(gctx) })
+	}
 	if o.Extra != nil {
 		g.Go(func() error { return o.Extra(gctx) })
 	}
@@ -208,17 +242,27 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 		if err := waitForFiles(gctx, o.CertWaitTimeout, log, filepath.Join(o.CertDir, o.CertName), filepath.Join(o.CertDir, o.KeyName)); err != nil {
 			return err
 		}
+		select {
+		case <-gctx.Done():
+			return nil // stopped while waiting: a normal shutdown, with nothing to serve
+		default:
+		}
 		certsPresent.Store(true)
 		return srv.Start(gctx)
 	})
 
 	select {
 	case <-ctx.Done():
-		log.Info("stop requested: turning unready, then draining", "delay", o.ShutdownDelay.String())
 		draining.Store(true)
-		select {
-		case <-time.After(o.ShutdownDelay):
-		case <-gctx.Done():
+		if certsPresent.Load() {
+			log.Info("stop requested: turning unready, then draining", "delay", o.ShutdownDelay.String())
+			select {
+			case <-time.After(o.ShutdownDelay):
+			case <-gctx.Done():
+			}
+		} else {
+			// Never ready, so no endpoint to drain: stop at once.
+			log.Info("stop requested before the serving certificate appeared: stopping")
 		}
 		stop()
 	case <-gctx.Done():
@@ -284,7 +328,7 @@ func waitForFiles(ctx context.Context, timeout time.Duration, log logr.Logger, p
 	}
 }
 
-func (o *Options) tlsOptions() ([]func(*tls.Config), error) {
+func (o *Options) tlsOptions(clientCA *clientCA) []func(*tls.Config) {
 	minVersion := uint16(tls.VersionTLS13)
 	if o.TLSMinVersion == "1.2" {
 		minVersion = tls.VersionTLS12
@@ -294,19 +338,8 @@ func (o *Options) tlsOptions() ([]func(*tls.Config), error) {
 		// HTTP/2 rapid reset (CVE-2023-44487): serve HTTP/1.1 only unless asked, as kubebuilder does.
 		opts = append(opts, func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} })
 	}
-	if o.ClientCAFile != "" {
-		pem, err := os.ReadFile(o.ClientCAFile)
-		if err != nil {
-			return nil, fmt.Errorf("--client-ca-file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--client-ca-file %s: no PEM certificate found", o.ClientCAFile)
-		}
-		opts = append(opts, func(c *tls.Config) {
-			c.ClientCAs = pool
-			c.ClientAuth = tls.RequireAndVerifyClientCert
-		})
+	if clientCA != nil {
+		opts = append(opts, clientCA.configure)
 	}
-	return opts, nil
+	return opts
 }

@@ -13,12 +13,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"reflect"
 	"sync"
 
 	"github.com/go-logr/logr"
 	"github.com/goccy/go-json/jsontext"
 	gojsonv2 "github.com/goccy/go-json/v2"
+	"golang.org/x/sync/semaphore"
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -66,6 +68,16 @@ func (e *badRequest) Error() string { return e.msg }
 func serve[T any](w http.ResponseWriter, r *http.Request, log logr.Logger, decide func(*request[T]) *admissionv1.AdmissionResponse) {
 	var rv review[T]
 	if err := readReview(r, &rv); err != nil {
+		var br *badRequest
+		if errors.As(err, &br) && br.code == http.StatusServiceUnavailable {
+			// Overload is the server's failure, not the request's: answer it at the HTTP
+			// level so that the API server applies the webhook's failurePolicy instead of
+			// reading a denial.
+			metrics.RequestErrorsTotal.WithLabelValues(br.reason).Inc()
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, br.msg, http.StatusServiceUnavailable)
+			return
+		}
 		var uid types.UID
 		if rv.Request != nil {
 			uid = rv.Request.UID
@@ -86,21 +98,12 @@ func readReview[T any](r *http.Request, into *review[T]) error {
 		return &badRequest{http.StatusUnsupportedMediaType, "content_type",
 			fmt.Sprintf("Content-Type %s is not supported: must be application/json", annotations.Truncate(ct))}
 	}
-	buf := bodyPool.Get().(*bytes.Buffer)
-	defer putBody(buf)
-	buf.Reset()
-	if n := r.ContentLength; n > 0 && n <= MaxRequestBytes {
-		// One allocation of the right size instead of io.ReadAll's doubling from 512 bytes.
-		buf.Grow(int(n) + 1)
+	var rb requestBody
+	defer rb.release()
+	if err := rb.read(r); err != nil {
+		return err
 	}
-	if _, err := buf.ReadFrom(io.LimitReader(r.Body, MaxRequestBytes+1)); err != nil {
-		return &badRequest{http.StatusBadRequest, "read", "reading the request body: " + err.Error()}
-	}
-	body := buf.Bytes()
-	if len(body) > MaxRequestBytes {
-		return &badRequest{http.StatusRequestEntityTooLarge, "too_large",
-			fmt.Sprintf("request body is larger than the limit of %d bytes", MaxRequestBytes)}
-	}
+	body := rb.b
 	if err := decodeJSON(body, into); err != nil {
 		return &badRequest{http.StatusBadRequest, "decode", "decoding the AdmissionReview: " + describeJSONError(err)}
 	}
@@ -112,6 +115,105 @@ func readReview[T any](r *http.Request, into *review[T]) error {
 		return &badRequest{http.StatusBadRequest, "decode", "AdmissionReview has no request"}
 	}
 	return nil
+}
+
+// requestBody is a request body read into a pooled buffer (release returns it).
+type requestBody struct {
+	b        []byte
+	pooled   *bytes.Buffer
+	budget   *semaphore.Weighted
+	reserved int64
+}
+
+// growth is the factor a body buffer grows by as bytes arrive: the buffer never holds more
+// than growth times what the client has sent (beyond PresizeMax), and an honest large body is
+// copied at most once or twice on its way to its Content-Length.
+const growth = 4
+
+// minBody is the first buffer for a body of unknown length.
+const minBody = 4 << 10
+
+// read reads the body. The buffer starts at the Content-Length, up to PresizeMax, and grows as
+// bytes arrive: memory follows what the client has sent, never what it announced. Growth
+// draws on the Limits budget in the request context, when there is one, and waits for it
+// until the request's deadline.
+func (x *requestBody) read(r *http.Request) error {
+	ctx := r.Context()
+	x.budget = budgetFrom(ctx)
+	x.pooled = bodyPool.Get().(*bytes.Buffer)
+	x.pooled.Reset()
+	b := x.pooled.AvailableBuffer() // the pooled memory, empty
+	defer func() { x.b = b }()
+	declared := r.ContentLength // -1 when unknown (chunked); a real request with 0 has no body
+	want := minBody
+	switch {
+	case declared >= PresizeMax:
+		want = PresizeMax
+	case declared > 0:
+		// One byte more than announced, so that the read ending the body finds room and
+		// does not grow the buffer to learn it is over.
+		want = int(declared) + 1
+	}
+	if cap(b) < want {
+		b = make([]byte, 0, want)
+	}
+	for {
+		if len(b) == cap(b) {
+			if len(b) > MaxRequestBytes {
+				return &badRequest{http.StatusRequestEntityTooLarge, "too_large",
+					fmt.Sprintf("request body is larger than the limit of %d bytes", MaxRequestBytes)}
+			}
+			newCap := min(growth*cap(b), MaxRequestBytes+1)
+			if declared >= int64(len(b)) && declared < int64(newCap) {
+				newCap = int(declared) + 1
+			}
+			if x.budget != nil {
+				// Reserve the new buffer before dropping the old one: both are live while
+				// the bytes are copied.
+				if err := acquire(ctx, x.budget, int64(newCap)); err != nil {
+					return &badRequest{http.StatusServiceUnavailable, "busy",
+						fmt.Sprintf("%v: no room for a %d-byte buffer within %s", errOverBudget, newCap, BudgetWait)}
+				}
+				if x.reserved > 0 {
+					x.budget.Release(x.reserved)
+				}
+				x.reserved = int64(newCap)
+			}
+			nb := make([]byte, len(b), newCap)
+			copy(nb, b)
+			b = nb
+		}
+		n, err := r.Body.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return &badRequest{http.StatusRequestTimeout, "timeout",
+					fmt.Sprintf("the request body did not arrive within the read timeout (%d bytes received)", len(b))}
+			}
+			return &badRequest{http.StatusBadRequest, "read", "reading the request body: " + err.Error()}
+		}
+	}
+	if len(b) > MaxRequestBytes {
+		return &badRequest{http.StatusRequestEntityTooLarge, "too_large",
+			fmt.Sprintf("request body is larger than the limit of %d bytes", MaxRequestBytes)}
+	}
+	return nil
+}
+
+// release gives back the budget and the buffer (which may have grown) to the pool.
+func (x *requestBody) release() {
+	if x.budget != nil && x.reserved > 0 {
+		x.budget.Release(x.reserved)
+		x.reserved = 0
+	}
+	if x.pooled != nil {
+		*x.pooled = *bytes.NewBuffer(x.b[:0])
+		putBody(x.pooled)
+		x.pooled, x.b = nil, nil
+	}
 }
 
 // bodyPool recycles request buffers; the decoded review copies every string it keeps, so the
