@@ -263,6 +263,14 @@ func FuzzWorkloadValidator(f *testing.F) {
 		}
 	}
 	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"kind":{"kind":"Job"},"operation":"CREATE","object":{"spec":{"template":null}}}}`))
+	// UPDATEs with the stored object, and a controller-owned object.
+	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"kind":{"kind":"Deployment"},"operation":"UPDATE",` +
+		`"object":{"spec":{"template":{"metadata":{"labels":{"app.kubernetes.io/name":"pushgateway"},"annotations":{"pushgateway-lifecycle.io/shutdown-budget":"-1"}}}}},` +
+		`"oldObject":{"spec":{"template":{"metadata":{"labels":{"app.kubernetes.io/name":"pushgateway"}}}}}}}`))
+	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"kind":{"kind":"CronJob"},"operation":"UPDATE",` +
+		`"object":{"spec":{"jobTemplate":{"spec":{"template":{"metadata":{"labels":{"pushgateway-lifecycle.io/inject":"true"}}}}}}},"oldObject":{"spec":null}}}`))
+	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"kind":{"kind":"ReplicaSet"},"operation":"UPDATE",` +
+		`"object":{"metadata":{"ownerReferences":[{"controller":true},{"controller":null}]},"spec":{"template":{}}},"oldObject":{}}}`))
 	pols := fuzzPolicies()
 	f.Fuzz(func(t *testing.T, body []byte) {
 		for _, pol := range pols {

@@ -56,8 +56,11 @@ func (v *podView) pod() *corev1.Pod {
 // (spec.jobTemplate.spec.template).
 type templateView struct {
 	Metadata struct {
-		Name      string `json:"name"`
-		Namespace string `json:"namespace"`
+		Name            string `json:"name"`
+		Namespace       string `json:"namespace"`
+		OwnerReferences []struct {
+			Controller *bool `json:"controller"`
+		} `json:"ownerReferences"`
 	} `json:"metadata"`
 	Spec struct {
 		Template    *podView `json:"template"`
@@ -67,6 +70,17 @@ type templateView struct {
 			} `json:"spec"`
 		} `json:"jobTemplate"`
 	} `json:"spec"`
+}
+
+// controlled reports whether a controller owns the object (an ownerReference with
+// controller: true): a Deployment's ReplicaSets, a CronJob's Jobs, an operator's workloads.
+func (t *templateView) controlled() bool {
+	for _, r := range t.Metadata.OwnerReferences {
+		if r.Controller != nil && *r.Controller {
+			return true
+		}
+	}
+	return false
 }
 
 func (t *templateView) template() *podView {

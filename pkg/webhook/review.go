@@ -46,6 +46,8 @@ type request[T any] struct {
 	Operation   admissionv1.Operation       `json:"operation"`
 	DryRun      *bool                       `json:"dryRun"`
 	Object      *T                          `json:"object"`
+	// OldObject is the stored object of an UPDATE (null for CREATE).
+	OldObject *T `json:"oldObject"`
 }
 
 type review[T any] struct {

@@ -5,6 +5,8 @@ import (
 
 	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/engine"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/metrics"
@@ -21,6 +23,16 @@ var WorkloadKinds = map[string]bool{
 
 // WorkloadValidator runs the pod annotation checks on a workload's pod template, so that a
 // typo fails (or warns) at `kubectl apply` instead of when the controller creates pods.
+//
+// It checks what people write, never what controllers write from it: an object with a
+// controller ownerReference (a Deployment's ReplicaSets, a CronJob's Jobs) is skipped, as is
+// an UPDATE that leaves the pod template as it was (a scale, a label change). Denying those
+// would not reach the person who wrote the template, only stall a rollout or a schedule
+// (visible as controller events), for a template that was admitted earlier or under an older
+// policy. For the same reason an UPDATE is denied only for problems it introduces: problems
+// the stored template already had are warned about, as Kubernetes' own validation ratcheting
+// does. The chart's matchConditions make the same choices in the API server, so such requests
+// are not even sent; the checks here hold when the webhook is registered without them.
 type WorkloadValidator struct {
 	Policy PolicySource
 	Log    logr.Logger
@@ -33,7 +45,8 @@ func (h *WorkloadValidator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // Review answers one decoded request.
 func (h *WorkloadValidator) Review(req *request[templateView]) *admissionv1.AdmissionResponse {
-	if !WorkloadKinds[req.Kind.Kind] || (req.Operation != admissionv1.Create && req.Operation != admissionv1.Update) || req.Object == nil {
+	if !WorkloadKinds[req.Kind.Kind] || (req.Operation != admissionv1.Create && req.Operation != admissionv1.Update) || req.Object == nil ||
+		req.Object.controlled() {
 		metrics.WorkloadsTotal.WithLabelValues("skipped").Inc()
 		return allowed(req.UID, "")
 	}
@@ -42,24 +55,63 @@ func (h *WorkloadValidator) Review(req *request[templateView]) *admissionv1.Admi
 		metrics.WorkloadsTotal.WithLabelValues("skipped").Inc()
 		return allowed(req.UID, "")
 	}
+	var old *podView
+	if req.Operation == admissionv1.Update && req.OldObject != nil {
+		old = req.OldObject.template()
+		// Equal in every field the checks read: the answer would be the stored object's.
+		if old != nil && equality.Semantic.DeepEqual(old, tpl) {
+			metrics.WorkloadsTotal.WithLabelValues("skipped").Inc()
+			return allowed(req.UID, "")
+		}
+	}
 	pol := h.Policy.Current()
 	d := engine.Decide(tpl.pod(), req.Namespace, pol)
 	if len(d.Problems) == 0 {
 		metrics.WorkloadsTotal.WithLabelValues("valid").Inc()
 		return allowed(req.UID, "")
 	}
+	fresh := d.Problems
+	if old != nil {
+		fresh = introduced(d.Problems, engine.Decide(old.pod(), req.Namespace, pol).Problems)
+	}
 	log := h.Log.WithValues("uid", req.UID, "namespace", req.Namespace, "kind", req.Kind.Kind, "name", req.Object.Metadata.Name)
-	if pol.OnInvalid == policy.OnInvalidReject {
+	if pol.OnInvalid == policy.OnInvalidReject && len(fresh) > 0 {
 		metrics.WorkloadsTotal.WithLabelValues("denied").Inc()
-		log.Info("denied workload with invalid pod template settings", "problems", len(d.Problems))
-		return denied(req.UID, d.DenyMessage()+" (in the "+req.Kind.Kind+"'s pod template)")
+		log.Info("denied workload with invalid pod template settings", "problems", len(fresh))
+		deny := engine.Decision{Problems: fresh}
+		return denied(req.UID, deny.DenyMessage()+" (in the "+req.Kind.Kind+"'s pod template)")
 	}
 	metrics.WorkloadsTotal.WithLabelValues("warned").Inc()
-	log.V(1).Info("warned about invalid pod template settings", "problems", len(d.Problems))
+	log.V(1).Info("warned about invalid pod template settings", "problems", len(d.Problems), "introduced", len(fresh))
+	// Under reject only an UPDATE that keeps the stored template's problems gets here; the pod
+	// webhook still refuses pods with them, so the warning must not promise defaults.
+	consequence := "; pods will use the policy default"
+	if pol.OnInvalid == policy.OnInvalidReject {
+		consequence = "; kept from the stored object, but pods with it are refused (onInvalid: reject)"
+	}
 	resp := allowed(req.UID, "")
 	resp.Warnings = make([]string, 0, len(d.Problems))
 	for _, e := range d.Problems {
-		resp.Warnings = append(resp.Warnings, "pushgateway-lifecycle: pod template "+e.Error()+"; pods will use the policy default")
+		resp.Warnings = append(resp.Warnings, "pushgateway-lifecycle: pod template "+e.Error()+consequence)
 	}
 	return resp
+}
+
+// introduced returns the problems of now that were not already problems of before (the same
+// field, value and reason, both judged under the current policy).
+func introduced(now, before field.ErrorList) field.ErrorList {
+	if len(before) == 0 {
+		return now
+	}
+	seen := make(map[string]bool, len(before))
+	for _, e := range before {
+		seen[e.Error()] = true
+	}
+	var out field.ErrorList
+	for _, e := range now {
+		if !seen[e.Error()] {
+			out = append(out, e)
+		}
+	}
+	return out
 }

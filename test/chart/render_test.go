@@ -85,7 +85,7 @@ func ciFiles(t *testing.T) map[string]string {
 	for _, f := range files {
 		out[strings.TrimSuffix(filepath.Base(f), "-values.yaml")] = f
 	}
-	for _, want := range []string{"default", "cert-manager", "cluster-scope", "custom-policy", "monitoring"} {
+	for _, want := range []string{"default", "cert-manager", "cluster-scope", "custom-policy", "monitoring", "network-policy"} {
 		if out[want] == "" {
 			t.Errorf("ci/%s-values.yaml missing", want)
 		}
@@ -116,11 +116,12 @@ func TestCIValuesRender(t *testing.T) {
 	base := []string{"ConfigMap", "Deployment", "MutatingWebhookConfiguration", "PodDisruptionBudget", "Service", "ServiceAccount", "ValidatingWebhookConfiguration"}
 	rotation := []string{"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Secret"}
 	want := map[string][]string{
-		"default":       append(slices.Clone(base), rotation...),
-		"cert-manager":  append(slices.Clone(base), "Certificate", "Certificate", "Issuer", "Issuer"),
-		"cluster-scope": append(slices.Clone(base), rotation...),
-		"custom-policy": append(slices.Clone(base), rotation...),
-		"monitoring":    append(slices.Clone(base), append(rotation, "ServiceMonitor", "PrometheusRule")...),
+		"default":        append(slices.Clone(base), rotation...),
+		"cert-manager":   append(slices.Clone(base), "Certificate", "Certificate", "Issuer", "Issuer"),
+		"cluster-scope":  append(slices.Clone(base), rotation...),
+		"custom-policy":  append(slices.Clone(base), rotation...),
+		"monitoring":     append(slices.Clone(base), append(rotation, "ServiceMonitor", "PrometheusRule")...),
+		"network-policy": append(slices.Clone(base), append(rotation, "NetworkPolicy")...),
 	}
 	for name, file := range ciFiles(t) {
 		t.Run(name, func(t *testing.T) {

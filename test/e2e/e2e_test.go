@@ -58,7 +58,7 @@ func TestE2E(t *testing.T) {
 	}
 	start := time.Now()
 	t.Cleanup(func() { t.Logf("e2e wall time: %s", time.Since(start).Round(time.Second)) })
-	ctx, cancel := context.WithTimeout(context.Background(), 9*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancel()
 
 	s := &suite{}
@@ -110,6 +110,8 @@ func TestE2E(t *testing.T) {
 	t.Run("9 upstream chart workloads via controller-manager", func(t *testing.T) { s.case9(ctx, t) })
 	t.Run("10 policy hot reload", func(t *testing.T) { s.case10(ctx, t) })
 	t.Run("11 workloads are validated at apply time", func(t *testing.T) { s.case11(ctx, t) })
+	t.Run("12 controllers' writes are never validated", func(t *testing.T) { s.case12(ctx, t) })
+	t.Run("13 unselected workloads never reach the validating webhook", func(t *testing.T) { s.case13(ctx, t) })
 }
 
 // webhookConfigs is what the suite registers: the chart's own rendered webhook

@@ -28,9 +28,10 @@ import (
 
 // Options for a control plane.
 type Options struct {
-	// ControllerManager also starts kube-controller-manager with the deployment, replicaset and
-	// statefulset controllers, so that workloads get their Pods (no scheduler, no kubelet: the
-	// Pods stay Pending, which is all an admission test needs).
+	// ControllerManager also starts kube-controller-manager with the deployment, replicaset,
+	// statefulset and cronjob controllers, so that workloads get their ReplicaSets, Jobs and
+	// Pods (no scheduler, no kubelet: the Pods stay Pending, which is all an admission test
+	// needs).
 	ControllerManager bool
 	// Log receives the output of kube-controller-manager when set (it is captured either way).
 	Log io.Writer
@@ -175,7 +176,7 @@ func (cp *ControlPlane) startControllerManager(log io.Writer) error {
 		// No --authentication-kubeconfig: envtest's apiserver has no request-header CA, and
 		// delegated authentication would log an error every few seconds about it. /healthz is
 		// always allowed, which is all the harness reads.
-		"--controllers=deployment,replicaset,statefulset",
+		"--controllers=deployment,replicaset,statefulset,cronjob",
 		"--leader-elect=false",
 		"--bind-address=127.0.0.1",
 		"--secure-port=" + strconv.Itoa(port),

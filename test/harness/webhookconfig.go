@@ -32,6 +32,20 @@ const PodSelectionCEL = `has(object.metadata.labels) && (` +
 	`('app.kubernetes.io/name' in object.metadata.labels && object.metadata.labels['app.kubernetes.io/name'] in ['prometheus-pushgateway', 'pushgateway']) || ` +
 	`('pushgateway-lifecycle.io/inject' in object.metadata.labels && object.metadata.labels['pushgateway-lifecycle.io/inject'] == 'true'))`
 
+// The validating webhook's match conditions: the pod selection on the workload's pod template,
+// no controller owner (what controllers write from a template is never checked), and on
+// UPDATE a changed template (see pkg/webhook's WorkloadValidator, which makes the same choices).
+var (
+	TemplateSelectionCEL = `(has(object.spec.template) && has(object.spec.template.metadata) && ` +
+		strings.ReplaceAll(PodSelectionCEL, "object.metadata", "object.spec.template.metadata") + `) || ` +
+		`(has(object.spec.jobTemplate) && has(object.spec.jobTemplate.spec) && has(object.spec.jobTemplate.spec.template) && has(object.spec.jobTemplate.spec.template.metadata) && ` +
+		strings.ReplaceAll(PodSelectionCEL, "object.metadata", "object.spec.jobTemplate.spec.template.metadata") + `)`
+	NotControllerOwnedCEL = `!has(object.metadata.ownerReferences) || !object.metadata.ownerReferences.exists(r, has(r.controller) && r.controller)`
+	TemplateChangedCEL    = `request.operation != 'UPDATE' || (has(object.spec.template) ? ` +
+		`(!has(oldObject.spec.template) || object.spec.template != oldObject.spec.template) : ` +
+		`(!has(object.spec.jobTemplate) || !has(oldObject.spec.jobTemplate) || object.spec.jobTemplate != oldObject.spec.jobTemplate))`
+)
+
 // WebhookConfigs is what gets registered with the apiserver.
 type WebhookConfigs struct {
 	Mutating   *admissionv1.MutatingWebhookConfiguration
@@ -114,8 +128,13 @@ func DefaultWebhookConfigs() WebhookConfigs {
 						},
 					},
 				},
-				NamespaceSelector:       nsSelector(),
-				ObjectSelector:          &metav1.LabelSelector{},
+				NamespaceSelector: nsSelector(),
+				ObjectSelector:    &metav1.LabelSelector{},
+				MatchConditions: []admissionv1.MatchCondition{
+					{Name: "pushgateway-pod-templates", Expression: TemplateSelectionCEL},
+					{Name: "not-controller-owned", Expression: NotControllerOwnedCEL},
+					{Name: "pod-template-changed", Expression: TemplateChangedCEL},
+				},
 				MatchPolicy:             &equivalent,
 				SideEffects:             &none,
 				FailurePolicy:           &ignore,

@@ -90,6 +90,26 @@ explicit opt-in label. The default renders exactly the expression the e2e suite 
 has(object.metadata.labels) && (('app.kubernetes.io/name' in object.metadata.labels && object.metadata.labels['app.kubernetes.io/name'] in [{{ join ", " $names }}]) || ('pushgateway-lifecycle.io/inject' in object.metadata.labels && object.metadata.labels['pushgateway-lifecycle.io/inject'] == 'true'))
 {{- end }}
 
+{{/*
+The same selection on a workload's pod template: spec.template, or a CronJob's
+spec.jobTemplate.spec.template. has() guards every step: an evaluation error would skip the
+call (failurePolicy Ignore) or refuse the write (Fail).
+*/}}
+{{- define "pgl.templateSelectionCEL" -}}
+{{- $sel := include "pgl.podSelectionCEL" . -}}
+(has(object.spec.template) && has(object.spec.template.metadata) && {{ $sel | replace "object.metadata" "object.spec.template.metadata" }}) || (has(object.spec.jobTemplate) && has(object.spec.jobTemplate.spec) && has(object.spec.jobTemplate.spec.template) && has(object.spec.jobTemplate.spec.template.metadata) && {{ $sel | replace "object.metadata" "object.spec.jobTemplate.spec.template.metadata" }})
+{{- end }}
+
+{{/* No ownerReference with controller: true (a Deployment's ReplicaSets, a CronJob's Jobs). */}}
+{{- define "pgl.notControllerOwnedCEL" -}}
+!has(object.metadata.ownerReferences) || !object.metadata.ownerReferences.exists(r, has(r.controller) && r.controller)
+{{- end }}
+
+{{/* A CREATE, or an UPDATE whose pod template differs from the stored one. */}}
+{{- define "pgl.templateChangedCEL" -}}
+request.operation != 'UPDATE' || (has(object.spec.template) ? (!has(oldObject.spec.template) || object.spec.template != oldObject.spec.template) : (!has(object.spec.jobTemplate) || !has(oldObject.spec.jobTemplate) || object.spec.jobTemplate != oldObject.spec.jobTemplate))
+{{- end }}
+
 {{- define "pgl.certManagerAnnotation" -}}
 {{- if .Values.certManager.enabled }}
 annotations:
