@@ -1,0 +1,375 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/annotations"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
+)
+
+// DefaultPageSize is the limit of every list call: large enough that 10,000 pods take 20
+// round trips, small enough that one page of pods stays a few MiB.
+const DefaultPageSize = 500
+
+// Options say what to audit and against what.
+type Options struct {
+	// Namespace is the one namespace to audit; ignored with AllNamespaces.
+	Namespace     string
+	AllNamespaces bool
+	Policy        *policy.Policy
+	// ClusterScope: the webhook is called for every namespace but Excluded (the chart's
+	// webhook.scope=cluster); otherwise for the namespaces NamespaceSelector matches, minus Excluded.
+	ClusterScope      bool
+	NamespaceSelector labels.Selector
+	Excluded          []string
+	// PageSize is the list limit (DefaultPageSize when 0); Workers bound the concurrent owner
+	// and template reads (8 when 0).
+	PageSize int64
+	Workers  int
+}
+
+// FatalError is an error after which nothing could be read (the API server is unreachable,
+// the namespace does not exist): there is no report to print.
+type FatalError struct{ Err error }
+
+func (e *FatalError) Error() string { return e.Err.Error() }
+func (e *FatalError) Unwrap() error { return e.Err }
+
+// optedIn reports whether the webhook is called for pods of ns.
+func (o *Options) optedIn(ns *corev1.Namespace) bool {
+	for _, x := range o.Excluded {
+		if x == ns.Name {
+			return false
+		}
+	}
+	if o.ClusterScope {
+		return true
+	}
+	return o.NamespaceSelector != nil && o.NamespaceSelector.Matches(labels.Set(ns.Labels))
+}
+
+// auditor holds one run's state.
+type auditor struct {
+	c   kubernetes.Interface
+	o   Options
+	b   *Builder
+	mu  sync.Mutex
+	ns  map[string]*bool // nil map: namespaces unknown
+	pod []podOwner
+}
+
+type podOwner struct {
+	idx   int // into b.pods
+	owner *metav1.OwnerReference
+	hash  string // pod-template-hash label, to name a Deployment when its ReplicaSet cannot be read
+}
+
+// Run reads the cluster and builds the report. It returns a *FatalError when nothing could be
+// read; missing permissions are recorded in Report.Errors and the rest is still reported.
+func Run(ctx context.Context, c kubernetes.Interface, o Options, scope Scope) (*Report, error) {
+	if o.PageSize <= 0 {
+		o.PageSize = DefaultPageSize
+	}
+	if o.Workers <= 0 {
+		o.Workers = 8
+	}
+	a := &auditor{c: c, o: o, b: NewBuilder()}
+	if err := a.readNamespaces(ctx); err != nil {
+		return nil, err
+	}
+	if err := a.readPods(ctx); err != nil {
+		return nil, err
+	}
+	if err := a.resolveOwners(ctx); err != nil {
+		return nil, err
+	}
+	return a.b.Report(scope), nil
+}
+
+// fatal reports whether err means the API server could not be talked to at all (as opposed
+// to an answer, such as a denial).
+func fatal(err error) bool {
+	var st apierrors.APIStatus
+	return err != nil && !errors.As(err, &st)
+}
+
+func (a *auditor) record(err error, verb, resource, namespace string) error {
+	if fatal(err) {
+		return &FatalError{fmt.Errorf("cannot reach the API server: %w", err)}
+	}
+	where := "cluster-wide"
+	if namespace != "" {
+		where = "in namespace " + namespace
+	}
+	e := Error{Namespace: namespace, Message: fmt.Sprintf("%s %s %s: %v", verb, resource, where, err)}
+	if apierrors.IsForbidden(err) {
+		e.Verb, e.Resource = verb, resource
+		e.Message = fmt.Sprintf("missing permission: %s %s %s (%v)", verb, resource, where, err)
+	}
+	a.mu.Lock()
+	a.b.AddError(e)
+	a.mu.Unlock()
+	return nil
+}
+
+func (a *auditor) readNamespaces(ctx context.Context) error {
+	if !a.o.AllNamespaces {
+		ns, err := a.c.CoreV1().Namespaces().Get(ctx, a.o.Namespace, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			return &FatalError{fmt.Errorf("namespace %q not found", a.o.Namespace)}
+		case err != nil:
+			// Forbidden and the like: audit the pods anyway, without the opt-in check.
+			return a.record(err, "get", "namespaces", "")
+		}
+		in := a.o.optedIn(ns)
+		a.ns = map[string]*bool{ns.Name: &in}
+		return nil
+	}
+	m := map[string]*bool{}
+	opts := metav1.ListOptions{Limit: a.o.PageSize}
+	for {
+		list, err := a.c.CoreV1().Namespaces().List(ctx, opts)
+		if err != nil {
+			return a.record(err, "list", "namespaces", "")
+		}
+		for i := range list.Items {
+			in := a.o.optedIn(&list.Items[i])
+			m[list.Items[i].Name] = &in
+		}
+		if opts.Continue = list.Continue; opts.Continue == "" {
+			break
+		}
+	}
+	a.ns = m
+	return nil
+}
+
+// selectors are the server-side label selectors that together return every selected pod: the
+// policy's selector, and the explicit opt-in label (an OR no single selector can express).
+func (a *auditor) selectors() []string {
+	sel, err := metav1.LabelSelectorAsSelector(a.o.Policy.Selector)
+	if err != nil || sel.Empty() {
+		return []string{""}
+	}
+	return []string{sel.String(), annotations.LabelInject + "=true"}
+}
+
+func (a *auditor) readPods(ctx context.Context) error {
+	namespace := a.o.Namespace
+	if a.o.AllNamespaces {
+		namespace = ""
+	}
+	forbidden, err := a.listPods(ctx, namespace)
+	if err != nil || !forbidden || namespace != "" || a.ns == nil {
+		return err
+	}
+	// No cluster-wide list: read the namespaces one by one, as RoleBindings per namespace allow.
+	for ns := range a.ns {
+		if _, err := a.listPods(ctx, ns); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// listPods lists the selected pods of one namespace ("" for all) page by page and classifies
+// them; only the verdicts are kept. It reports whether the list was forbidden.
+func (a *auditor) listPods(ctx context.Context, namespace string) (bool, error) {
+	sels := a.selectors()
+	for i, sel := range sels {
+		opts := metav1.ListOptions{LabelSelector: sel, Limit: a.o.PageSize}
+		for {
+			list, err := a.c.CoreV1().Pods(namespace).List(ctx, opts)
+			if err != nil {
+				return apierrors.IsForbidden(err), a.record(err, "list", "pods", namespace)
+			}
+			for j := range list.Items {
+				p := &list.Items[j]
+				if i > 0 && a.o.Policy.Matches(p.Labels) {
+					continue // already returned by the policy's selector
+				}
+				a.addPod(p)
+			}
+			if opts.Continue = list.Continue; opts.Continue == "" {
+				break
+			}
+		}
+	}
+	return false, nil
+}
+
+func (a *auditor) addPod(p *corev1.Pod) {
+	if !Selected(p, a.o.Policy) {
+		return
+	}
+	var in *bool
+	if a.ns != nil {
+		in = a.ns[p.Namespace]
+	}
+	v := Classify(p, in, a.o.Policy)
+	entry := Pod{Namespace: p.Namespace, Name: p.Name, State: v.State, Reason: v.Reason,
+		Status: p.Annotations[annotations.AnnotationStatus], Workload: Ref{"Pod", p.Name}}
+	po := podOwner{idx: len(a.b.pods), hash: p.Labels["pod-template-hash"]}
+	if ref := metav1.GetControllerOf(p); ref != nil {
+		r := *ref
+		po.owner = &r
+		entry.Owner = &Ref{ref.Kind, ref.Name}
+		entry.Workload = *entry.Owner
+	}
+	a.b.AddPod(entry)
+	a.pod = append(a.pod, po)
+}
+
+type okey struct{ ns, kind, name string }
+
+// resolveOwners walks each distinct controller up one level (ReplicaSet -> Deployment, Job ->
+// CronJob), reads the top workload's template, and sets every pod's workload.
+func (a *auditor) resolveOwners(ctx context.Context) error {
+	owners := map[okey]string{}
+	for _, po := range a.pod {
+		if po.owner != nil {
+			owners[okey{a.b.pods[po.idx].Namespace, po.owner.Kind, po.owner.Name}] = po.hash
+		}
+	}
+	top := make(map[okey]Ref, len(owners))
+	tops := map[okey]bool{}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(a.o.Workers)
+	for k, hash := range owners {
+		g.Go(func() error {
+			r, err := a.topOwner(gctx, k, hash)
+			a.mu.Lock()
+			top[k] = r
+			tops[okey{k.ns, r.Kind, r.Name}] = true
+			a.mu.Unlock()
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	g, gctx = errgroup.WithContext(ctx)
+	g.SetLimit(a.o.Workers)
+	for k := range tops {
+		g.Go(func() error { return a.readTemplate(gctx, k) })
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	for _, po := range a.pod {
+		if po.owner != nil {
+			p := &a.b.pods[po.idx]
+			p.Workload = top[okey{p.Namespace, po.owner.Kind, po.owner.Name}]
+		}
+	}
+	return nil
+}
+
+func (a *auditor) topOwner(ctx context.Context, k okey, hash string) (Ref, error) {
+	self := Ref{k.kind, k.name}
+	switch k.kind {
+	case "ReplicaSet":
+		rs, err := a.c.AppsV1().ReplicaSets(k.ns).Get(ctx, k.name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return self, nil // deleted meanwhile: the pod is an orphan being collected
+		}
+		if err != nil {
+			if hash != "" && strings.HasSuffix(k.name, "-"+hash) {
+				// The Deployment controller names its ReplicaSets <deployment>-<pod-template-hash>.
+				self = Ref{"Deployment", strings.TrimSuffix(k.name, "-"+hash)}
+			}
+			return self, a.record(err, "get", "replicasets.apps", k.ns)
+		}
+		if ref := metav1.GetControllerOf(rs); ref != nil {
+			return Ref{ref.Kind, ref.Name}, nil
+		}
+	case "Job":
+		job, err := a.c.BatchV1().Jobs(k.ns).Get(ctx, k.name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return self, nil
+		}
+		if err != nil {
+			return self, a.record(err, "get", "jobs.batch", k.ns)
+		}
+		if ref := metav1.GetControllerOf(job); ref != nil {
+			return Ref{ref.Kind, ref.Name}, nil
+		}
+	}
+	return self, nil
+}
+
+func (a *auditor) readTemplate(ctx context.Context, k okey) error {
+	var tpl *corev1.PodTemplateSpec
+	var err error
+	var resource string
+	get := metav1.GetOptions{}
+	switch k.kind {
+	case "Deployment":
+		resource = "deployments.apps"
+		if o, e := a.c.AppsV1().Deployments(k.ns).Get(ctx, k.name, get); e == nil {
+			tpl = &o.Spec.Template
+		} else {
+			err = e
+		}
+	case "ReplicaSet":
+		resource = "replicasets.apps"
+		if o, e := a.c.AppsV1().ReplicaSets(k.ns).Get(ctx, k.name, get); e == nil {
+			tpl = &o.Spec.Template
+		} else {
+			err = e
+		}
+	case "StatefulSet":
+		resource = "statefulsets.apps"
+		if o, e := a.c.AppsV1().StatefulSets(k.ns).Get(ctx, k.name, get); e == nil {
+			tpl = &o.Spec.Template
+		} else {
+			err = e
+		}
+	case "DaemonSet":
+		resource = "daemonsets.apps"
+		if o, e := a.c.AppsV1().DaemonSets(k.ns).Get(ctx, k.name, get); e == nil {
+			tpl = &o.Spec.Template
+		} else {
+			err = e
+		}
+	case "Job":
+		resource = "jobs.batch"
+		if o, e := a.c.BatchV1().Jobs(k.ns).Get(ctx, k.name, get); e == nil {
+			tpl = &o.Spec.Template
+		} else {
+			err = e
+		}
+	case "CronJob":
+		resource = "cronjobs.batch"
+		if o, e := a.c.BatchV1().CronJobs(k.ns).Get(ctx, k.name, get); e == nil {
+			tpl = &o.Spec.JobTemplate.Spec.Template
+		} else {
+			err = e
+		}
+	default:
+		return nil // an operator's kind: its template is not a pod template we know
+	}
+	if apierrors.IsNotFound(err) {
+		return nil // deleted meanwhile: no template to judge
+	}
+	if err != nil {
+		return a.record(err, "get", resource, k.ns)
+	}
+	state, reason := ClassifyTemplate(tpl, k.ns, a.o.Policy)
+	a.mu.Lock()
+	a.b.SetTemplate(k.ns, Ref{k.kind, k.name}, state, reason)
+	a.mu.Unlock()
+	return nil
+}
