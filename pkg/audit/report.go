@@ -161,6 +161,8 @@ func (b *Builder) Report(scope Scope) *Report {
 		}
 		return a.Name < c.Name
 	})
+	// Owners are read concurrently and namespaces in map order: sort for a stable report.
+	sort.Slice(r.Errors, func(i, j int) bool { return r.Errors[i].Message < r.Errors[j].Message })
 	r.Summary.ByState = newByState()
 	idx := map[wkey]int{}
 	names := map[wkey][]string{}
