@@ -72,7 +72,9 @@ type auditor struct {
 type podOwner struct {
 	idx   int // into b.pods
 	owner *metav1.OwnerReference
-	hash  string // pod-template-hash label, to name a Deployment when its ReplicaSet cannot be read
+	hash  string // pod-template-hash label: <deployment>-<hash> names the ReplicaSet
+	// labels of the pod, to check that an inferred Deployment selects it
+	labels map[string]string
 }
 
 // Run reads the cluster and builds the report. It returns a *FatalError when nothing could be
@@ -225,7 +227,7 @@ func (a *auditor) addPod(p *corev1.Pod) {
 	v := Classify(p, in, a.o.Policy)
 	entry := Pod{Namespace: p.Namespace, Name: p.Name, State: v.State, Reason: v.Reason,
 		Status: p.Annotations[annotations.AnnotationStatus], Workload: Ref{"Pod", p.Name}}
-	po := podOwner{idx: len(a.b.pods), hash: p.Labels["pod-template-hash"]}
+	po := podOwner{idx: len(a.b.pods), hash: p.Labels["pod-template-hash"], labels: p.Labels}
 	if ref := metav1.GetControllerOf(p); ref != nil {
 		r := *ref
 		po.owner = &r
@@ -241,22 +243,24 @@ type okey struct{ ns, kind, name string }
 // resolveOwners walks each distinct controller up one level (ReplicaSet -> Deployment, Job ->
 // CronJob), reads the top workload's template, and sets every pod's workload.
 func (a *auditor) resolveOwners(ctx context.Context) error {
-	owners := map[okey]string{}
-	for _, po := range a.pod {
+	owners := map[okey]*podOwner{}
+	for i := range a.pod {
+		po := &a.pod[i]
 		if po.owner != nil {
-			owners[okey{a.b.pods[po.idx].Namespace, po.owner.Kind, po.owner.Name}] = po.hash
+			owners[okey{a.b.pods[po.idx].Namespace, po.owner.Kind, po.owner.Name}] = po
 		}
 	}
 	top := make(map[okey]Ref, len(owners))
-	tops := map[okey]bool{}
+	tops := map[okey]bool{} // value: the template is read already
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(a.o.Workers)
-	for k, hash := range owners {
+	for k, po := range owners {
 		g.Go(func() error {
-			r, err := a.topOwner(gctx, k, hash)
+			r, haveTemplate, err := a.topOwner(gctx, k, po)
 			a.mu.Lock()
 			top[k] = r
-			tops[okey{k.ns, r.Kind, r.Name}] = true
+			tk := okey{k.ns, r.Kind, r.Name}
+			tops[tk] = tops[tk] || haveTemplate
 			a.mu.Unlock()
 			return err
 		})
@@ -266,8 +270,10 @@ func (a *auditor) resolveOwners(ctx context.Context) error {
 	}
 	g, gctx = errgroup.WithContext(ctx)
 	g.SetLimit(a.o.Workers)
-	for k := range tops {
-		g.Go(func() error { return a.readTemplate(gctx, k) })
+	for k, done := range tops {
+		if !done {
+			g.Go(func() error { return a.readTemplate(gctx, k) })
+		}
 	}
 	if err := g.Wait(); err != nil {
 		return err
@@ -281,37 +287,66 @@ func (a *auditor) resolveOwners(ctx context.Context) error {
 	return nil
 }
 
-func (a *auditor) topOwner(ctx context.Context, k okey, hash string) (Ref, error) {
+// topOwner returns the workload a controller belongs to, and whether it also read (and
+// recorded) that workload's template.
+func (a *auditor) topOwner(ctx context.Context, k okey, po *podOwner) (Ref, bool, error) {
 	self := Ref{k.kind, k.name}
 	switch k.kind {
 	case "ReplicaSet":
+		// The Deployment controller names its ReplicaSets <deployment>-<pod-template-hash>:
+		// read that Deployment first, which the template needs anyway, and accept it when its
+		// selector selects the pod. One request per workload instead of two.
+		var inferred string
+		if po.hash != "" && strings.HasSuffix(k.name, "-"+po.hash) {
+			inferred = strings.TrimSuffix(k.name, "-"+po.hash)
+			d, err := a.c.AppsV1().Deployments(k.ns).Get(ctx, inferred, metav1.GetOptions{})
+			if fatal(err) {
+				return self, false, a.record(err, "get", "deployments.apps", k.ns)
+			}
+			if err == nil && d.Spec.Selector != nil {
+				if sel, serr := metav1.LabelSelectorAsSelector(d.Spec.Selector); serr == nil && !sel.Empty() && sel.Matches(labels.Set(po.labels)) {
+					a.setTemplate(k.ns, Ref{"Deployment", d.Name}, &d.Spec.Template)
+					return Ref{"Deployment", d.Name}, true, nil
+				}
+			}
+		}
 		rs, err := a.c.AppsV1().ReplicaSets(k.ns).Get(ctx, k.name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
-			return self, nil // deleted meanwhile: the pod is an orphan being collected
+			return self, false, nil // deleted meanwhile: the pod is an orphan being collected
 		}
 		if err != nil {
-			if hash != "" && strings.HasSuffix(k.name, "-"+hash) {
-				// The Deployment controller names its ReplicaSets <deployment>-<pod-template-hash>.
-				self = Ref{"Deployment", strings.TrimSuffix(k.name, "-"+hash)}
+			if inferred != "" {
+				self = Ref{"Deployment", inferred}
 			}
-			return self, a.record(err, "get", "replicasets.apps", k.ns)
+			return self, false, a.record(err, "get", "replicasets.apps", k.ns)
 		}
 		if ref := metav1.GetControllerOf(rs); ref != nil {
-			return Ref{ref.Kind, ref.Name}, nil
+			return Ref{ref.Kind, ref.Name}, false, nil
 		}
+		a.setTemplate(k.ns, self, &rs.Spec.Template)
+		return self, true, nil
 	case "Job":
 		job, err := a.c.BatchV1().Jobs(k.ns).Get(ctx, k.name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
-			return self, nil
+			return self, false, nil
 		}
 		if err != nil {
-			return self, a.record(err, "get", "jobs.batch", k.ns)
+			return self, false, a.record(err, "get", "jobs.batch", k.ns)
 		}
 		if ref := metav1.GetControllerOf(job); ref != nil {
-			return Ref{ref.Kind, ref.Name}, nil
+			return Ref{ref.Kind, ref.Name}, false, nil
 		}
+		a.setTemplate(k.ns, self, &job.Spec.Template)
+		return self, true, nil
 	}
-	return self, nil
+	return self, false, nil
+}
+
+func (a *auditor) setTemplate(namespace string, w Ref, tpl *corev1.PodTemplateSpec) {
+	state, reason := ClassifyTemplate(tpl, namespace, a.o.Policy)
+	a.mu.Lock()
+	a.b.SetTemplate(namespace, w, state, reason)
+	a.mu.Unlock()
 }
 
 func (a *auditor) readTemplate(ctx context.Context, k okey) error {
@@ -371,9 +406,6 @@ func (a *auditor) readTemplate(ctx context.Context, k okey) error {
 	if err != nil {
 		return a.record(err, "get", resource, k.ns)
 	}
-	state, reason := ClassifyTemplate(tpl, k.ns, a.o.Policy)
-	a.mu.Lock()
-	a.b.SetTemplate(k.ns, Ref{k.kind, k.name}, state, reason)
-	a.mu.Unlock()
+	a.setTemplate(k.ns, Ref{k.kind, k.name}, tpl)
 	return nil
 }
