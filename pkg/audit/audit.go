@@ -65,6 +65,12 @@ func Selected(pod *corev1.Pod, pol *policy.Policy) bool {
 	return pod.Labels[annotations.LabelInject] == "true" || pol.Matches(pod.Labels)
 }
 
+// Finished reports whether a pod will never be stopped again, so has nothing left to protect:
+// it has completed (a Job's pods) or is already being deleted (its replacement is audited).
+func Finished(pod *corev1.Pod) bool {
+	return pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed || pod.DeletionTimestamp != nil
+}
+
 // Verdict is the classification of one pod.
 type Verdict struct {
 	State State

@@ -143,6 +143,21 @@ func TestSelected(t *testing.T) {
 	}
 }
 
+func TestFinished(t *testing.T) {
+	for phase, want := range map[corev1.PodPhase]bool{corev1.PodPending: false, corev1.PodRunning: false, corev1.PodSucceeded: true, corev1.PodFailed: true} {
+		p := chartPod(nil)
+		p.Status.Phase = phase
+		if Finished(p) != want {
+			t.Errorf("phase %s: Finished %v", phase, !want)
+		}
+	}
+	p := chartPod(nil)
+	p.DeletionTimestamp = &metav1.Time{}
+	if !Finished(p) {
+		t.Error("a pod being deleted is not finished")
+	}
+}
+
 func TestClassifyTemplate(t *testing.T) {
 	def := policy.Default()
 	tpl := func(p *corev1.Pod) *corev1.PodTemplateSpec {

@@ -217,7 +217,7 @@ func (a *auditor) listPods(ctx context.Context, namespace string) (bool, error) 
 }
 
 func (a *auditor) addPod(p *corev1.Pod) {
-	if !Selected(p, a.o.Policy) {
+	if !Selected(p, a.o.Policy) || Finished(p) {
 		return
 	}
 	var in *bool
