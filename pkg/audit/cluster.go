@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"golang.org/x/sync/errgroup"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -67,6 +68,15 @@ type auditor struct {
 	mu  sync.Mutex
 	ns  map[string]*bool // nil map: namespaces unknown
 	pod []podOwner
+	// listed holds the workloads read by cluster-wide lists (with -A), so that they need no
+	// request each; read-only once resolveOwners starts its workers.
+	listed map[okey]listedWorkload
+}
+
+// listedWorkload is what is kept of a listed workload: its selector and its template's state.
+type listedWorkload struct {
+	selector      labels.Selector
+	state, reason string
 }
 
 type podOwner struct {
@@ -250,6 +260,11 @@ func (a *auditor) resolveOwners(ctx context.Context) error {
 			owners[okey{a.b.pods[po.idx].Namespace, po.owner.Kind, po.owner.Name}] = po
 		}
 	}
+	if a.o.AllNamespaces {
+		if err := a.listWorkloads(ctx, owners); err != nil {
+			return err
+		}
+	}
 	top := make(map[okey]Ref, len(owners))
 	tops := map[okey]bool{} // value: the template is read already
 	g, gctx := errgroup.WithContext(ctx)
@@ -299,6 +314,12 @@ func (a *auditor) topOwner(ctx context.Context, k okey, po *podOwner) (Ref, bool
 		var inferred string
 		if po.hash != "" && strings.HasSuffix(k.name, "-"+po.hash) {
 			inferred = strings.TrimSuffix(k.name, "-"+po.hash)
+			if w, ok := a.listed[okey{k.ns, "Deployment", inferred}]; ok && !w.selector.Empty() && w.selector.Matches(labels.Set(po.labels)) {
+				a.mu.Lock()
+				a.b.SetTemplate(k.ns, Ref{"Deployment", inferred}, w.state, w.reason)
+				a.mu.Unlock()
+				return Ref{"Deployment", inferred}, true, nil
+			}
 			d, err := a.c.AppsV1().Deployments(k.ns).Get(ctx, inferred, metav1.GetOptions{})
 			if fatal(err) {
 				return self, false, a.record(err, "get", "deployments.apps", k.ns)
@@ -349,7 +370,85 @@ func (a *auditor) setTemplate(namespace string, w Ref, tpl *corev1.PodTemplateSp
 	a.mu.Unlock()
 }
 
+// listWorkloads lists, cluster-wide and paged, the workload kinds the pods point at, when
+// there are many of them: a few list requests instead of one get per workload. A denied list
+// is not an error: the gets follow, and report what they cannot read.
+func (a *auditor) listWorkloads(ctx context.Context, owners map[okey]*podOwner) error {
+	count := map[string]int{}
+	for k, po := range owners {
+		switch {
+		case k.kind == "ReplicaSet" && po.hash != "":
+			count["Deployment"]++
+		case k.kind == "StatefulSet" || k.kind == "DaemonSet":
+			count[k.kind]++
+		}
+	}
+	a.listed = map[okey]listedWorkload{}
+	for kind, n := range count {
+		if n < listThreshold {
+			continue
+		}
+		opts := metav1.ListOptions{Limit: a.o.PageSize}
+		for {
+			var cont string
+			var err error
+			add := func(meta *metav1.ObjectMeta, sel *metav1.LabelSelector, tpl *corev1.PodTemplateSpec) {
+				s, serr := metav1.LabelSelectorAsSelector(sel)
+				if serr != nil {
+					s = labels.Nothing()
+				}
+				state, reason := ClassifyTemplate(tpl, meta.Namespace, a.o.Policy)
+				a.listed[okey{meta.Namespace, kind, meta.Name}] = listedWorkload{s, state, reason}
+			}
+			switch kind {
+			case "Deployment":
+				var l *appsv1.DeploymentList
+				if l, err = a.c.AppsV1().Deployments("").List(ctx, opts); err == nil {
+					for i := range l.Items {
+						add(&l.Items[i].ObjectMeta, l.Items[i].Spec.Selector, &l.Items[i].Spec.Template)
+					}
+					cont = l.Continue
+				}
+			case "StatefulSet":
+				var l *appsv1.StatefulSetList
+				if l, err = a.c.AppsV1().StatefulSets("").List(ctx, opts); err == nil {
+					for i := range l.Items {
+						add(&l.Items[i].ObjectMeta, l.Items[i].Spec.Selector, &l.Items[i].Spec.Template)
+					}
+					cont = l.Continue
+				}
+			case "DaemonSet":
+				var l *appsv1.DaemonSetList
+				if l, err = a.c.AppsV1().DaemonSets("").List(ctx, opts); err == nil {
+					for i := range l.Items {
+						add(&l.Items[i].ObjectMeta, l.Items[i].Spec.Selector, &l.Items[i].Spec.Template)
+					}
+					cont = l.Continue
+				}
+			}
+			if fatal(err) {
+				return a.record(err, "list", kind, "")
+			}
+			if err != nil || cont == "" {
+				break
+			}
+			opts.Continue = cont
+		}
+	}
+	return nil
+}
+
+// listThreshold is the number of workloads of one kind from which a cluster-wide list is
+// cheaper than a get each (a list page holds 500).
+const listThreshold = 20
+
 func (a *auditor) readTemplate(ctx context.Context, k okey) error {
+	if w, ok := a.listed[k]; ok {
+		a.mu.Lock()
+		a.b.SetTemplate(k.ns, Ref{k.kind, k.name}, w.state, w.reason)
+		a.mu.Unlock()
+		return nil
+	}
 	var tpl *corev1.PodTemplateSpec
 	var err error
 	var resource string
