@@ -71,15 +71,15 @@ func RunAudit(ctx context.Context, bin string, pods, namespaces, runs, clients i
 	res.PodsPerSec = float64(pods) / res.SetupSeconds
 	log("  %d pods in %d namespaces created in %.0f s (%.0f pods/s, %d clients)", pods, namespaces, res.SetupSeconds, res.PodsPerSec, clients)
 
-	for _, format := range []string{"", "json"} {
-		var walls []float64
-		run := AuditRun{Output: format}
-		if format == "" {
-			run.Output = "table"
-		}
-		for i := 0; i < runs; i++ {
+	// The formats alternate run by run, so that a noisy moment on the shared machine does not
+	// land on one format's runs only.
+	formats := []string{"table", "json"}
+	walls := map[string][]float64{}
+	res.Runs = make([]AuditRun, len(formats))
+	for i := 0; i < runs; i++ {
+		for f, format := range formats {
 			args := []string{"audit", "-A", "--kubeconfig=" + cp.KubeconfigPath}
-			if format != "" {
+			if format != "table" {
 				args = append(args, "-o", format)
 			}
 			wall, rss, out, code, err := measure(bin, args...)
@@ -89,14 +89,18 @@ func RunAudit(ctx context.Context, bin string, pods, namespaces, runs, clients i
 			if err := checkAudit(format, out, pods, namespaces, res.Unprotected); err != nil {
 				return nil, err
 			}
-			walls = append(walls, wall)
+			walls[format] = append(walls[format], wall)
+			run := &res.Runs[f]
+			run.Output = format
 			run.PeakRSSMiB = max(run.PeakRSSMiB, rss)
 			run.OutputBytes, run.ExitCode = len(out), code
 		}
-		sort.Float64s(walls)
-		run.WallMs = walls[len(walls)/2]
-		log("  audit -A -o %s: %.0f ms, peak RSS %.1f MiB", run.Output, run.WallMs, run.PeakRSSMiB)
-		res.Runs = append(res.Runs, run)
+	}
+	for f, format := range formats {
+		w := walls[format]
+		sort.Float64s(w)
+		res.Runs[f].WallMs = w[len(w)/2]
+		log("  audit -A -o %s: median %.0f ms of %d runs (%.0f..%.0f), peak RSS %.1f MiB", format, res.Runs[f].WallMs, len(w), w[0], w[len(w)-1], res.Runs[f].PeakRSSMiB)
 	}
 	return res, nil
 }

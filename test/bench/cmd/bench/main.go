@@ -143,7 +143,7 @@ func run(soak bool, soakFor time.Duration, only string, step, warmup time.Durati
 		}
 		if *auditPods > 0 && ctx.Err() == nil {
 			logf("4b. audit of %d pods in %d namespaces", *auditPods, *auditNS)
-			if rep.Audit, err = bench.RunAudit(ctx, bin, *auditPods, *auditNS, 3, 32, logf); err != nil {
+			if rep.Audit, err = bench.RunAudit(ctx, bin, *auditPods, *auditNS, 5, 32, logf); err != nil {
 				return err
 			}
 		}
