@@ -18,12 +18,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/clientcmd"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/annotations"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/audit"
@@ -175,13 +177,18 @@ func (e *env) barePod(ctx context.Context, t *testing.T, ns, name string, ann ma
 	return got
 }
 
-func (e *env) startWebhook(ctx context.Context, t *testing.T) {
+// startWebhook starts the server; once the configuration is registered it also waits until
+// the API server calls it.
+func (e *env) startWebhook(ctx context.Context, t *testing.T, registered bool) {
 	t.Helper()
 	wh, err := harness.StartWebhookServer(e.cp.CertDir, harness.WebhookOptions{Port: e.port, Args: []string{"--shutdown-delay=0s"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.wh = wh
+	if !registered {
+		return
+	}
 	if err := e.cp.WaitForWebhook(ctx, nsIn, time.Minute); err != nil {
 		t.Fatal(err)
 	}
@@ -196,6 +203,11 @@ func (e *env) stopWebhook(ctx context.Context, t *testing.T) {
 	if err := e.cp.WaitForWebhookGone(ctx, nsIn, time.Minute); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func init() {
+	// envtest logs through controller-runtime; without a logger it prints a stack trace instead.
+	ctrllog.SetLogger(logr.Discard())
 }
 
 func TestAudit(t *testing.T) {
@@ -231,7 +243,7 @@ func TestAudit(t *testing.T) {
 	if e.port, err = harness.FreePort(); err != nil {
 		t.Fatal(err)
 	}
-	e.startWebhook(ctx, t)
+	e.startWebhook(ctx, t, false)
 	cfgs := harness.DefaultWebhookConfigs().PointAt(e.wh.URL(""), e.cp.CAData)
 	if err := e.cp.Register(ctx, cfgs); err != nil {
 		t.Fatal(err)
@@ -259,7 +271,7 @@ func TestAudit(t *testing.T) {
 	e.deployment(ctx, t, nsIn, "down", 1, nil)
 	// A status annotation copied by hand (e.g. from `kubectl get pod -o yaml` into a manifest).
 	e.barePod(ctx, t, nsIn, "copied", map[string]string{annotations.AnnotationStatus: edited.Annotations[annotations.AnnotationStatus]})
-	e.startWebhook(ctx, t)
+	e.startWebhook(ctx, t, true)
 	t.Logf("fixtures ready after %s", time.Since(start).Round(time.Millisecond))
 
 	t.Run("states in JSON", func(t *testing.T) {

@@ -15,11 +15,13 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/go-logr/logr"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/audit"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/engine"
@@ -55,6 +57,8 @@ type AuditRun struct {
 
 // RunAudit builds the cluster and times the audit, runs times per output format.
 func RunAudit(ctx context.Context, bin string, pods, namespaces, runs, clients int, log func(string, ...any)) (*AuditBench, error) {
+	// envtest logs through controller-runtime; without a logger it prints a stack trace instead.
+	ctrllog.SetLogger(logr.Discard())
 	t0 := time.Now()
 	cp, err := harness.Start(harness.Options{})
 	if err != nil {
