@@ -127,12 +127,17 @@ func (b *Builder) SetTemplate(namespace string, w Ref, state, reason string) {
 	b.templates[wkey{namespace, w.Kind, w.Name}] = [2]string{state, reason}
 }
 
-// AddError records a failed read once (the same denial repeats for every page or owner).
+// AddError records a failed read once: a missing permission once per verb, resource and
+// namespace (it repeats for every object of the kind), another error once per message.
 func (b *Builder) AddError(e Error) {
-	if b.seenErr[e.Message] {
+	key := e.Message
+	if e.Verb != "" {
+		key = e.Verb + " " + e.Resource + " " + e.Namespace
+	}
+	if b.seenErr[key] {
 		return
 	}
-	b.seenErr[e.Message] = true
+	b.seenErr[key] = true
 	b.errors = append(b.errors, e)
 }
 

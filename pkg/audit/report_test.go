@@ -29,8 +29,8 @@ func sampleReport() *Report {
 	b.SetTemplate("team-a", Ref{"StatefulSet", "pgw"}, TemplateMutated, "")
 	b.SetTemplate("team-c", Ref{"DaemonSet", "pgw"}, TemplateMutated, "")
 	b.SetTemplate("team-c", Ref{"CronJob", "nightly"}, TemplateOptedOut, "")
-	b.AddError(Error{Verb: "get", Resource: "replicasets.apps", Namespace: "team-d", Message: "missing permission: get replicasets.apps in namespace team-d"})
-	b.AddError(Error{Verb: "get", Resource: "replicasets.apps", Namespace: "team-d", Message: "missing permission: get replicasets.apps in namespace team-d"})
+	b.AddError(Error{Verb: "get", Resource: "replicasets.apps", Namespace: "team-d", Message: "missing permission: get replicasets.apps in namespace team-d (pgw-1)"})
+	b.AddError(Error{Verb: "get", Resource: "replicasets.apps", Namespace: "team-d", Message: "missing permission: get replicasets.apps in namespace team-d (pgw-2)"})
 	return b.Report(Scope{AllNamespaces: true, Policy: "built-in", WebhookScope: "namespace",
 		NamespaceSelector: "pushgateway-lifecycle.io/injection=enabled", ExcludedNames: []string{"kube-system"}})
 }

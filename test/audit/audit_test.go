@@ -134,7 +134,9 @@ func (e *env) deployment(ctx context.Context, t *testing.T, ns, name string, rep
 	tpl := podTemplate(name, ann)
 	d := &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
-		Spec: appsv1.DeploymentSpec{Replicas: &replicas, Template: tpl,
+		// Recreate: without a kubelet no pod ever turns Ready, and a rolling update would
+		// wait for that forever; Recreate deletes the (unscheduled, so at once) old pods first.
+		Spec: appsv1.DeploymentSpec{Replicas: &replicas, Template: tpl, Strategy: appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType},
 			Selector: &metav1.LabelSelector{MatchLabels: tpl.Labels}},
 	}
 	if _, err := e.cp.Clientset.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
@@ -384,6 +386,21 @@ func TestAudit(t *testing.T) {
 		}
 		if strings.Contains(r.stdout, "audit-out") {
 			t.Error("-n audit-in reported another namespace")
+		}
+
+		r = e.run(t, "-A", "-o", "wide")
+		t.Logf("wide:\n%s", r.stdout)
+		for _, want := range []string{
+			"audit-out   deployment/notin ",
+			"kubectl label namespace audit-out pushgateway-lifecycle.io/injection=enabled && kubectl rollout restart deployment/notin -n audit-out\n",
+			"\nNAMESPACE   POD ",
+			"audit-in    edited ",
+			"spec differs from what the policy decides now: terminationGracePeriodSeconds 45 -> 120\n",
+			"\n12 pods in 10 workloads: 3 Protected, 1 OptedOut, 1 NotOptedIn, 4 Unprotected, 2 Drifted, 1 Invalid\n",
+		} {
+			if !strings.Contains(r.stdout, want) {
+				t.Errorf("-A -o wide lacks %q", want)
+			}
 		}
 	})
 
