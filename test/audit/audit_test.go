@@ -14,6 +14,7 @@ import (
 	"net"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -522,7 +523,8 @@ func TestAudit(t *testing.T) {
 			}
 			applied = append(applied, o.GetKind())
 		}
-		if strings.Join(applied, ",") != "ClusterRole,Role,ClusterRoleBinding,RoleBinding" {
+		sort.Strings(applied)
+		if strings.Join(applied, ",") != "ClusterRole,ClusterRoleBinding,Role,RoleBinding" {
 			t.Errorf("rendered %v", applied)
 		}
 		kc := e.impersonating(t, "chart-auditor")
