@@ -500,6 +500,34 @@ func TestAudit(t *testing.T) {
 		if !strings.Contains(r.stderr, "missing permission: get replicasets.apps in namespace audit-in") {
 			t.Errorf("stderr %s", r.stderr)
 		}
+
+		// -A with namespaces listable but pods only in audit-in: no cluster-wide pod list,
+		// so one list per namespace; audit-in is reported, every other namespace named.
+		cr := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "list-namespaces"},
+			Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"list", "get"}}}}
+		if _, err := e.cp.Clientset.RbacV1().ClusterRoles().Create(ctx, cr, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		crb := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "list-namespaces"},
+			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "list-namespaces"},
+			Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: "auditor", Namespace: nsIn}}}
+		if _, err := e.cp.Clientset.RbacV1().ClusterRoleBindings().Create(ctx, crb, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, func() bool {
+			r = e.run(t, "--kubeconfig="+kc, "-A", "-o", "json")
+			rep = r.report(t)
+			return len(rep.Pods) > 0
+		})
+		if r.code != 2 || len(rep.Pods) != 11 || !strings.Contains(r.stderr, "missing permission: list pods in namespace audit-out") ||
+			strings.Contains(r.stderr, "list pods cluster-wide") {
+			t.Errorf("-A per namespace: exit %d, %d pods\nstderr %s", r.code, len(rep.Pods), r.stderr)
+		}
+		for _, p := range rep.Pods {
+			if p.Namespace != nsIn {
+				t.Errorf("pod %s/%s reported without the right to list it", p.Namespace, p.Name)
+			}
+		}
 	})
 
 	t.Run("the chart's ClusterRole is enough", func(t *testing.T) {
