@@ -26,6 +26,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/annotations"
@@ -57,11 +58,17 @@ func (e *env) run(t *testing.T, args ...string) result {
 	if !hasFlag(args, "--kubeconfig") {
 		args = append([]string{"--kubeconfig=" + e.cp.KubeconfigPath}, args...)
 	}
+	return e.runEnv(t, "", args...)
+}
+
+// runEnv runs audit with KUBECONFIG set to kubeconfig and no other ambient configuration
+// (HOME is empty, so there is no ~/.kube/config).
+func (e *env) runEnv(t *testing.T, kubeconfig string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, e.bin, append([]string{"audit"}, args...)...)
-	// No ambient kubeconfig: only what the test passes.
-	cmd.Env = []string{"HOME=" + t.TempDir(), "KUBECONFIG="}
+	cmd.Env = []string{"HOME=" + t.TempDir(), "KUBECONFIG=" + kubeconfig}
 	var o, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &se
 	start := time.Now()
@@ -75,7 +82,13 @@ func (e *env) run(t *testing.T, args ...string) result {
 	default:
 		t.Fatalf("audit %v: %v", args, err)
 	}
-	t.Logf("audit %s: exit %d in %s", strings.Join(args[1:], " "), r.code, r.elapsed.Round(time.Millisecond))
+	var shown []string
+	for _, a := range args {
+		if !strings.HasPrefix(a, "--kubeconfig") {
+			shown = append(shown, a)
+		}
+	}
+	t.Logf("audit %s: exit %d in %s", strings.Join(shown, " "), r.code, r.elapsed.Round(time.Millisecond))
 	return r
 }
 
@@ -441,6 +454,42 @@ func TestAudit(t *testing.T) {
 		r = e.run(t, "-n", nsIn, "--from-release", "other")
 		if r.code != 2 || !strings.Contains(r.stderr, "ConfigMap pushgateway-lifecycle-system/other-pushgateway-lifecycle-policy not found") {
 			t.Errorf("missing release: exit %d: %s", r.code, r.stderr)
+		}
+	})
+
+	t.Run("kubeconfig as kubectl finds it", func(t *testing.T) {
+		// $KUBECONFIG, no flag.
+		if r := e.runEnv(t, e.cp.KubeconfigPath, "-n", nsIn); r.code != 1 || !strings.Contains(r.stdout, "deployment/good ") {
+			t.Errorf("KUBECONFIG: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		// Two contexts: the current one points at nothing; --context picks the live one, and
+		// its namespace is the default of -n.
+		cfg, err := clientcmd.LoadFromFile(e.cp.KubeconfigPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		live := cfg.Contexts[cfg.CurrentContext].DeepCopy()
+		live.Namespace = nsOut
+		port, err := harness.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		dead := cfg.Clusters[live.Cluster].DeepCopy()
+		dead.Server = fmt.Sprintf("https://127.0.0.1:%d", port)
+		cfg.Clusters["dead"] = dead
+		cfg.Contexts["live"] = live
+		cfg.Contexts["dead"] = &clientcmdapi.Context{Cluster: "dead", AuthInfo: live.AuthInfo}
+		cfg.CurrentContext = "dead"
+		path := filepath.Join(t.TempDir(), "kubeconfig")
+		if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+			t.Fatal(err)
+		}
+		if r := e.runEnv(t, path); r.code != 2 || !strings.Contains(r.stderr, "cannot reach the API server") {
+			t.Errorf("current context dead: exit %d %s", r.code, r.stderr)
+		}
+		r := e.runEnv(t, path, "--context=live")
+		if r.code != 1 || !strings.HasPrefix(r.stdout, "WORKLOAD ") || !strings.Contains(r.stdout, "deployment/notin ") || strings.Contains(r.stdout, "deployment/good") {
+			t.Errorf("--context live (namespace audit-out): exit %d\n%s%s", r.code, r.stdout, r.stderr)
 		}
 	})
 
