@@ -259,6 +259,13 @@ func checkAudit(format string, out []byte, pods, namespaces, unprotected int) er
 			s.ByState[audit.StateProtected] != pods-unprotected || len(r.Errors) > 0 {
 			return fmt.Errorf("audit -o json: summary %+v, errors %v; want %d pods, %d workloads, %d unprotected", s, r.Errors, pods, namespaces, unprotected)
 		}
+		// The owners were resolved (ReplicaSet -> Deployment, from the cluster-wide list) and
+		// every template judged: a restart of each fixes its pods.
+		for _, w := range r.Workloads {
+			if w.Kind != "Deployment" || w.Template != audit.TemplateMutated || w.Fix != "kubectl rollout restart deployment/"+w.Name+" -n "+w.Namespace {
+				return fmt.Errorf("audit -o json: workload %+v", w)
+			}
+		}
 		return nil
 	}
 	want := fmt.Sprintf("%d pods in %d workloads: %d Protected, %d Unprotected", pods, namespaces, pods-unprotected, unprotected)
