@@ -62,6 +62,10 @@ test-e2e: build k8s-binaries helm ## Run the end-to-end suite against a real kub
 test-chart: helm k8s-binaries ## Chart and kustomize tests: lint, renders, RBAC, server-side dry-run against kube-apiserver, upgrade keeps certificates.
 	go test -count=1 -timeout 10m ./test/chart/... ./pkg/certs/...
 
+.PHONY: test-audit
+test-audit: build k8s-binaries helm ## Run the `audit` tests against a real kube-apiserver and kube-controller-manager.
+	go test -count=1 -timeout 10m -v ./test/audit/...
+
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each (default 60s).
 	FUZZTIME=$(FUZZTIME) ./hack/fuzz.sh

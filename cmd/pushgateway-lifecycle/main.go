@@ -36,6 +36,8 @@ Usage:
   pushgateway-lifecycle serve  [flags]   serve the admission webhook
   pushgateway-lifecycle mutate -f FILE|- [--policy FILE] [--diff]
                                          apply the mutation to YAML (Helm post-renderer)
+  pushgateway-lifecycle audit [-n NS|-A] [-o wide|json|yaml]
+                                         list unprotected Pushgateway pods and their fix
   pushgateway-lifecycle version          print the version
 
 Run "pushgateway-lifecycle <command> --help" for the flags of a command.
@@ -55,6 +57,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return serve(args[1:], stderr)
 	case "mutate":
 		return mutate(args[1:], stdin, stdout, stderr)
+	case "audit":
+		return auditCmd(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, version.Version)
 		return exitOK

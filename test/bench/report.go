@@ -42,6 +42,7 @@ type Report struct {
 	Direct  []DirectStep `json:"direct,omitempty"`
 	API     []APIMode    `json:"apiserver,omitempty"`
 	Offline []Offline    `json:"offline,omitempty"`
+	Audit   *AuditBench  `json:"audit,omitempty"`
 	Soak    *Soak        `json:"soak,omitempty"`
 	Targets []Target     `json:"targets"`
 	Notes   []string     `json:"notes,omitempty"`
@@ -156,6 +157,9 @@ func (r *Report) Evaluate() {
 			r.target("4", "mutate 1,000 Deployments: peak RSS", "<= 60 MiB", o.PeakRSSMiB <= 60, "%.1f MiB", o.PeakRSSMiB)
 		}
 	}
+	if r.Audit != nil {
+		r.Audit.Targets(r)
+	}
 	if s := r.Soak; s != nil && s.Load != nil {
 		r.target("5", "soak errors", "0", s.Load.Errors == 0, "%d of %d", s.Load.Errors, s.Load.Requests)
 		// Noise: the Go heap grows in steps, so allow 10% or 4 MiB, whichever is more.
@@ -231,6 +235,9 @@ func (r *Report) Print(out io.Writer) {
 			fmt.Fprintf(w, "%d\t%.0f\t%.1f\t\n", o.Deployments, o.WallMs, o.PeakRSSMiB)
 		}
 		_ = w.Flush()
+	}
+	if r.Audit != nil {
+		r.Audit.Print(out)
 	}
 	if s := r.Soak; s != nil && s.Load != nil {
 		fmt.Fprintf(out, "\n5. Soak: %.0f min at %.0f req/s\n", s.Minutes, s.Rate)
