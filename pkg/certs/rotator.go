@@ -142,7 +142,8 @@ type Options struct {
 	// CAValidity, CertValidity, RolloverGrace and ResyncInterval default to the Default*
 	// constants. Each certificate is renewed once less than a third of its validity is left;
 	// a new CA signs once it has been in every caBundle for RolloverGrace, which must be
-	// shorter than a third of CAValidity (the old CA must outlive the rollover).
+	// shorter than a third of CertValidity and of CAValidity (what is served meanwhile must
+	// outlive the rollover).
 	CAValidity     time.Duration
 	CertValidity   time.Duration
 	RolloverGrace  time.Duration
@@ -181,8 +182,11 @@ func (o *Options) defaults() error {
 	if o.CertValidity > o.CAValidity {
 		errs = append(errs, fmt.Errorf("certs: --cert-validity %s exceeds --cert-ca-validity %s", o.CertValidity, o.CAValidity))
 	}
-	if o.RolloverGrace >= o.CAValidity/3 {
-		errs = append(errs, fmt.Errorf("certs: --cert-rollover-grace %s must be shorter than a third of --cert-ca-validity %s (%s): the old CA must outlive the rollover", o.RolloverGrace, o.CAValidity, o.CAValidity/3))
+	// During a rollover nothing renews the serving pair of a wiped Secret (its CA key is
+	// gone): the pair in use, renewed with a third of its life left, must outlive the grace,
+	// and so must the old CA.
+	if o.RolloverGrace >= o.CertValidity/3 || o.RolloverGrace >= o.CAValidity/3 {
+		errs = append(errs, fmt.Errorf("certs: --cert-rollover-grace %s must be shorter than a third of --cert-validity %s and of --cert-ca-validity %s: the certificates in use must outlive the rollover", o.RolloverGrace, o.CertValidity, o.CAValidity))
 	}
 	if o.ResyncInterval == 0 {
 		o.ResyncInterval = DefaultResyncInterval

@@ -42,7 +42,7 @@ const (
 // Secret behind one address, as the chart's ServiceAccount with the chart's RBAC (get, list,
 // watch, update on the one Secret and the two named configurations). With lifetimes short
 // enough to roll the CA over within the test (CA 30 s: a rollover starts 20 s after a CA is
-// made; grace 3 s), while pods are created through the API server and a client that trusts
+// made; serving certificates 24 s; grace 3 s), while pods are created through the API server and a client that trusts
 // only the caBundle it reads from the API server right before each handshake opens fresh TLS
 // connections to both replicas, it goes through a natural CA rollover and then a wiped Secret.
 // No handshake may fail, every pod must be created and mutated.
@@ -79,7 +79,7 @@ func TestCARolloverUnderLoad(t *testing.T) {
 		"--mutating-webhook-name=" + harness.ConfigName,
 		"--validating-webhook-name=" + harness.ConfigName,
 		"--cert-ca-validity=30s",
-		"--cert-validity=10s",
+		"--cert-validity=24s",
 		"--cert-rollover-grace=3s",
 	}
 	started := time.Now()
