@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -45,7 +46,8 @@ const (
 // made; serving certificates 24 s; grace 3 s), while pods are created through the API server and a client that trusts
 // only the caBundle it reads from the API server right before each handshake opens fresh TLS
 // connections to both replicas, it goes through a natural CA rollover and then a wiped Secret.
-// No handshake may fail, every pod must be created and mutated.
+// No handshake may fail, every pod must be created and mutated, and nothing may be served
+// that an API server lagging by a second behind the caBundle would refuse.
 func TestCARolloverUnderLoad(t *testing.T) {
 	cp := controlPlane(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -95,6 +97,7 @@ func TestCARolloverUnderLoad(t *testing.T) {
 	}
 
 	// Load: fresh TLS handshakes to each replica trusting only the live caBundle, and pods.
+	bundles := watchBundles(ctx, t, cp)
 	stop := make(chan struct{})
 	hs := &handshakeStats{served: make([]atomic.Pointer[[]byte], len(ports))}
 	var wg sync.WaitGroup
@@ -187,6 +190,16 @@ func TestCARolloverUnderLoad(t *testing.T) {
 	if hs.failed.Load() > 0 {
 		t.Errorf("%d of %d handshakes failed; first errors:\n%s", hs.failed.Load(), hs.attempts.Load(), strings.Join(hs.firstErrs(), "\n"))
 	}
+	// An HA control plane's API servers each learn a caBundle change from their own informer:
+	// what a replica serves must also verify against the caBundle of a moment ago.
+	const lag = time.Second
+	versions := bundles()
+	lagging, examples := untrustedByLaggingAPIServer(hs.seen, versions, lag)
+	t.Logf("%d caBundle versions; %d of %d served certificates would have been refused by an API server lagging by %s",
+		len(versions), lagging, len(hs.seen), lag)
+	if lagging > 0 {
+		t.Errorf("served before trusted everywhere:\n%s", strings.Join(examples, "\n"))
+	}
 	if hs.attempts.Load() < 100 {
 		t.Errorf("only %d handshakes: the client loop did not run", hs.attempts.Load())
 	}
@@ -206,6 +219,79 @@ type handshakeStats struct {
 	errs                       []string
 	// served is, per replica, the AuthorityKeyId of the last certificate it presented.
 	served []atomic.Pointer[[]byte]
+	// seen is every certificate presented in a successful handshake, and when.
+	seen []servedAt
+}
+
+type servedAt struct {
+	at   time.Time
+	leaf *x509.Certificate
+}
+
+// bundleVersion is a caBundle of the MutatingWebhookConfiguration and when this test saw
+// it arrive (a moment after it was written).
+type bundleVersion struct {
+	from   time.Time
+	bundle []byte
+}
+
+// watchBundles records every caBundle version of the MutatingWebhookConfiguration until ctx ends.
+func watchBundles(ctx context.Context, t *testing.T, cp *harness.ControlPlane) func() []bundleVersion {
+	t.Helper()
+	api := cp.Clientset.AdmissionregistrationV1().MutatingWebhookConfigurations()
+	var mu sync.Mutex
+	var versions []bundleVersion
+	add := func(b []byte) {
+		mu.Lock()
+		defer mu.Unlock()
+		if n := len(versions); n == 0 || !bytes.Equal(versions[n-1].bundle, b) {
+			versions = append(versions, bundleVersion{from: time.Now(), bundle: b})
+		}
+	}
+	w, err := api.Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + harness.ConfigName})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for ev := range w.ResultChan() {
+			if m, ok := ev.Object.(*admissionv1.MutatingWebhookConfiguration); ok {
+				add(m.Webhooks[0].ClientConfig.CABundle)
+			}
+		}
+	}()
+	t.Cleanup(w.Stop)
+	return func() []bundleVersion {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]bundleVersion(nil), versions...)
+	}
+}
+
+// untrustedByLaggingAPIServer counts the served certificates that a caBundle in effect
+// within lag before the handshake does not verify: what an API server whose informer is lag
+// behind would have refused.
+func untrustedByLaggingAPIServer(seen []servedAt, versions []bundleVersion, lag time.Duration) (int, []string) {
+	n := 0
+	var examples []string
+	for _, s := range seen {
+		for i, v := range versions {
+			inEffect := !v.from.After(s.at) && (i == len(versions)-1 || versions[i+1].from.After(s.at.Add(-lag)))
+			if !inEffect {
+				continue
+			}
+			pool := x509.NewCertPool()
+			pool.AppendCertsFromPEM(v.bundle)
+			if _, err := s.leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: rolloverServiceName, CurrentTime: s.at}); err != nil {
+				n++
+				if len(examples) < 5 {
+					examples = append(examples, fmt.Sprintf("%s: served certificate from %q, caBundle of %s: %v",
+						s.at.Format("15:04:05.000"), s.leaf.Issuer.CommonName, v.from.Format("15:04:05.000"), err))
+				}
+				break
+			}
+		}
+	}
+	return n, examples
 }
 
 // loop reads the MutatingWebhookConfiguration's caBundle from the API server and opens a
@@ -235,8 +321,11 @@ func (h *handshakeStats) loop(ctx context.Context, cp *harness.ControlPlane, rep
 			h.mu.Unlock()
 			continue
 		}
-		aki := conn.ConnectionState().PeerCertificates[0].AuthorityKeyId
-		h.served[replica].Store(&aki)
+		leaf := conn.ConnectionState().PeerCertificates[0]
+		h.served[replica].Store(&leaf.AuthorityKeyId)
+		h.mu.Lock()
+		h.seen = append(h.seen, servedAt{at: time.Now(), leaf: leaf})
+		h.mu.Unlock()
 		_ = conn.Close()
 	}
 }
