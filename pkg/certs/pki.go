@@ -32,9 +32,6 @@ const (
 	KeyTLSKey    = "tls.key"
 )
 
-// ownedKeys are the Secret keys the rotator writes (and removes); others are left alone.
-var ownedKeys = []string{KeyCACert, KeyCAKey, KeyNextCAKey, KeyTLSCert, KeyTLSKey}
-
 // backdate absorbs clock skew between this pod and the apiserver: a certificate that the
 // apiserver considers "not yet valid" would fail every admission call.
 const backdate = 5 * time.Minute

@@ -157,7 +157,7 @@ func TestStep(t *testing.T) {
 			t.Fatalf("plan %+v, NotBefore %s", p, s.serving.cert.NotBefore)
 		}
 		// 7 minutes ahead is past the 5-minute backdate; 4 minutes ahead is within it.
-		s, p = next(t, ahead.data(), nil, t0.Add(4*time.Minute), false)
+		_, p = next(t, ahead.data(), nil, t0.Add(4*time.Minute), false)
 		if p.newCert {
 			t.Fatalf("within the backdate: plan %+v", p)
 		}

@@ -75,14 +75,13 @@ type roCluster struct {
 	dirs     []string
 	// conflicts, when set, decides whether the n-th caBundle update (from 1) fails with a
 	// conflict before reaching the store.
-	conflicts   func(n int) bool
-	updates     int
-	conflicted  int
-	history     []roBundles
-	violations  []string
-	checks      int
-	reconciles  int
-	lastServing []string
+	conflicts  func(n int) bool
+	updates    int
+	conflicted int
+	history    []roBundles
+	violations []string
+	checks     int
+	reconciles int
 }
 
 type roBundles struct {
@@ -123,11 +122,10 @@ func newROCluster(t *testing.T, now time.Time, data map[string][]byte, bundle []
 		},
 	}).Build()
 	c.record()
-	for i := range replicas {
+	for range replicas {
 		dir := t.TempDir()
 		c.dirs = append(c.dirs, dir)
 		c.replicas = append(c.replicas, roReplica(t, c.api, c.api, dir, c.clk))
-		_ = i
 	}
 	return c
 }
