@@ -112,7 +112,9 @@ func findSigner(bundle []*x509.Certificate, keyPEM []byte) *signer {
 		return nil
 	}
 	for _, c := range bundle {
-		if c.IsCA && publicKeysEqual(k.Public(), c.PublicKey) {
+		// A CA that may not sign certificates would be "renewed" at every reconcile.
+		canSign := c.IsCA && (c.KeyUsage == 0 || c.KeyUsage&x509.KeyUsageCertSign != 0)
+		if canSign && publicKeysEqual(k.Public(), c.PublicKey) {
 			return &signer{cert: c, key: k, keyPEM: keyPEM}
 		}
 	}
