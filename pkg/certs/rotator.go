@@ -435,7 +435,13 @@ func (r *rotator) nextCheck(s *state, now time.Time, graceLeft, retry time.Durat
 			next = d
 		}
 	}
-	at := func(t time.Time) { consider(max(t.Sub(now)+time.Second, time.Second)) }
+	// A moment already past was acted on in this reconcile (or waits on the grace below):
+	// polling for it would only spin.
+	at := func(t time.Time) {
+		if d := t.Sub(now); d > 0 {
+			consider(d + time.Second)
+		}
+	}
 	if s.serving != nil {
 		at(s.serving.cert.NotAfter.Add(-r.opts.CertValidity / 3))
 	}
