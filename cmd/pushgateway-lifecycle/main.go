@@ -96,6 +96,9 @@ func serve(args []string, stderr io.Writer) int {
 	fs.StringVar(&rot.Namespace, "cert-namespace", os.Getenv("POD_NAMESPACE"), "With --cert-rotation: namespace of the Secret and Service (default $POD_NAMESPACE).")
 	fs.StringVar(&rot.MutatingWebhookName, "mutating-webhook-name", "", "With --cert-rotation: MutatingWebhookConfiguration whose caBundle is kept in sync.")
 	fs.StringVar(&rot.ValidatingWebhookName, "validating-webhook-name", "", "With --cert-rotation: ValidatingWebhookConfiguration whose caBundle is kept in sync.")
+	fs.DurationVar(&rot.CAValidity, "cert-ca-validity", certs.DefaultCAValidity, "With --cert-rotation: lifetime of a generated CA; a new one is rolled in during its last third.")
+	fs.DurationVar(&rot.CertValidity, "cert-validity", certs.DefaultCertValidity, "With --cert-rotation: lifetime of a serving certificate; renewed during its last third.")
+	fs.DurationVar(&rot.RolloverGrace, "cert-rollover-grace", certs.DefaultRolloverGrace, "With --cert-rotation: how long a new CA must have been in every caBundle before certificates signed by it are served.")
 	fs.BoolVar(&o.Floor, "floor", false, "Benchmark only: answer every review with a constant.")
 	_ = fs.MarkHidden("floor")
 	zapOpts := zap.Options{}

@@ -19,122 +19,290 @@ import (
 // Keys of the Secret. tls.crt/tls.key are the names kubebuilder, cert-manager and the
 // kubernetes.io/tls type use, so the same Secret layout works with every certificate source.
 const (
-	KeyCACert  = "ca.crt"
-	KeyCAKey   = "ca.key"
-	KeyTLSCert = "tls.crt"
-	KeyTLSKey  = "tls.key"
+	// KeyCACert is the trust bundle: every CA that the Secret or a caBundle held and that has
+	// not expired, the signing CA first. It is what every caBundle is kept a superset of.
+	KeyCACert = "ca.crt"
+	// KeyCAKey is the private key of the signing CA (the one serving certificates come from).
+	KeyCAKey = "ca.key"
+	// KeyNextCAKey is the private key of the CA being rolled in: its certificate is in ca.crt
+	// already, but it signs nothing until it has been in every caBundle for the grace period.
+	// Present only during a CA rollover.
+	KeyNextCAKey = "ca-next.key"
+	KeyTLSCert   = "tls.crt"
+	KeyTLSKey    = "tls.key"
 )
 
 // backdate absorbs clock skew between this pod and the apiserver: a certificate that the
 // apiserver considers "not yet valid" would fail every admission call.
 const backdate = 5 * time.Minute
 
-// material is the decoded content of the Secret.
-type material struct {
-	// cas is the trust bundle, current CA first; older CAs stay until they expire so that a
-	// replica still serving a certificate from the old CA is trusted during a CA rotation.
-	cas      []*x509.Certificate
-	caKey    crypto.Signer
-	cert     *x509.Certificate
-	certPEM  []byte
-	keyPEM   []byte
-	caPEM    []byte
-	caKeyPEM []byte
+// signer is a CA with its key.
+type signer struct {
+	cert   *x509.Certificate
+	key    crypto.Signer
+	keyPEM []byte
 }
 
-func (m *material) data() map[string][]byte {
-	return map[string][]byte{
-		KeyCACert:  m.caPEM,
-		KeyCAKey:   m.caKeyPEM,
-		KeyTLSCert: m.certPEM,
-		KeyTLSKey:  m.keyPEM,
-	}
+// pair is a serving certificate with its key.
+type pair struct {
+	cert    *x509.Certificate
+	certPEM []byte
+	keyPEM  []byte
 }
 
-// decode reads what it can; a nil field means missing or unusable, which the caller repairs.
-func decode(data map[string][]byte) *material {
-	m := &material{}
-	for rest := data[KeyCACert]; ; {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			break
-		}
-		if c, err := x509.ParseCertificate(b.Bytes); err == nil && c.IsCA {
-			m.cas = append(m.cas, c)
-		}
+// state is the content of the Secret, decoded. The phases of the package comment are
+// functions of it: steady (active, no next), rolling (next present), bootstrap (no CA at all).
+type state struct {
+	// bundle is the trust: the Secret's ca.crt and every live caBundle, minus expired certificates.
+	bundle []*x509.Certificate
+	// active signs serving certificates; nil when its key is missing or it expired.
+	active *signer
+	// next is published in the bundle and waits for promotion; nil outside a rollover.
+	next *signer
+	// serving is what every replica serves once every caBundle verifies it; nil when missing.
+	serving *pair
+}
+
+// data is the Secret content for s: a key whose value is nil is to be removed.
+func (s *state) data() map[string][]byte {
+	d := map[string][]byte{}
+	var first *x509.Certificate
+	if s.active != nil {
+		first = s.active.cert
+		d[KeyCAKey] = s.active.keyPEM
+	} else {
+		d[KeyCAKey] = nil
 	}
-	if k, err := parseKey(data[KeyCAKey]); err == nil && len(m.cas) > 0 && publicKeysEqual(k.Public(), m.cas[0].PublicKey) {
-		m.caKey = k
-		m.caKeyPEM = data[KeyCAKey]
+	d[KeyCACert] = encodeCerts(orderBundle(s.bundle, first))
+	d[KeyNextCAKey] = nil
+	if s.next != nil {
+		d[KeyNextCAKey] = s.next.keyPEM
+	}
+	d[KeyTLSCert], d[KeyTLSKey] = nil, nil
+	if s.serving != nil {
+		d[KeyTLSCert], d[KeyTLSKey] = s.serving.certPEM, s.serving.keyPEM
+	}
+	return d
+}
+
+// decode reads the Secret's data together with the certificates of the live caBundles
+// (trust never shrinks, see trusted) as they are at now. Whatever is missing, unparsable or
+// does not match its key comes back nil, which step repairs.
+func decode(data map[string][]byte, live []*x509.Certificate, now time.Time) *state {
+	s := &state{bundle: trusted(now, parseCerts(data[KeyCACert]), live)}
+	s.active = findSigner(s.bundle, data[KeyCAKey])
+	s.next = findSigner(s.bundle, data[KeyNextCAKey])
+	if s.next != nil && s.active != nil && s.next.cert.Equal(s.active.cert) {
+		s.next = nil
 	}
 	if b, _ := pem.Decode(data[KeyTLSCert]); b != nil {
 		if c, err := x509.ParseCertificate(b.Bytes); err == nil {
 			if k, err := parseKey(data[KeyTLSKey]); err == nil && publicKeysEqual(k.Public(), c.PublicKey) {
-				m.cert, m.certPEM, m.keyPEM = c, data[KeyTLSCert], data[KeyTLSKey]
+				s.serving = &pair{cert: c, certPEM: data[KeyTLSCert], keyPEM: data[KeyTLSKey]}
 			}
 		}
 	}
-	return m
+	return s
 }
 
-// plan is what reconcile decided to do with the material, for logs and tests.
+// findSigner returns the CA of bundle whose public key matches keyPEM.
+func findSigner(bundle []*x509.Certificate, keyPEM []byte) *signer {
+	k, err := parseKey(keyPEM)
+	if err != nil {
+		return nil
+	}
+	for _, c := range bundle {
+		// A CA that may not sign certificates would be "renewed" at every reconcile.
+		canSign := c.IsCA && (c.KeyUsage == 0 || c.KeyUsage&x509.KeyUsageCertSign != 0)
+		if canSign && publicKeysEqual(k.Public(), c.PublicKey) {
+			return &signer{cert: c, key: k, keyPEM: keyPEM}
+		}
+	}
+	return nil
+}
+
+// params are the options step needs.
+type params struct {
+	dnsNames     []string
+	caValidity   time.Duration
+	certValidity time.Duration
+}
+
+// plan is what step decided, for logs, metrics and tests.
 type plan struct {
-	newCA, newCert bool
-	reason         string
+	// newCA: a CA was generated (published as next, or active at once when bootstrapping).
+	newCA bool
+	// promoted: next became the signing CA.
+	promoted bool
+	newCert  bool
+	reason   string
 }
 
-// ensure returns material that is valid at now for dnsNames, generating what is missing,
-// broken or due for renewal (the last third of its lifetime, as cert-manager does by default).
-func ensure(data map[string][]byte, dnsNames []string, caValidity, certValidity time.Duration, now time.Time) (*material, plan, error) {
-	m := decode(data)
-	p := plan{}
-	switch {
-	case len(m.cas) == 0 || m.caKey == nil:
-		p.newCA, p.reason = true, "no usable CA in the Secret"
-	case now.After(m.cas[0].NotAfter.Add(-caValidity / 3)):
-		p.newCA, p.reason = true, fmt.Sprintf("CA expires %s", m.cas[0].NotAfter.UTC().Format(time.RFC3339))
+func (p *plan) because(format string, args ...any) {
+	if p.reason != "" {
+		p.reason += "; "
 	}
-	if p.newCA {
-		ca, key, err := newCA(caValidity, now)
-		if err != nil {
-			return nil, p, err
-		}
-		m.cas = append([]*x509.Certificate{ca}, m.cas...)
-		m.caKey = key
-		if m.caKeyPEM, err = encodeKey(key); err != nil {
-			return nil, p, err
-		}
-	}
-	// Expired CAs can no longer validate anything: drop them so the bundle does not grow.
-	current := m.cas[0]
-	m.cas = slices.DeleteFunc(m.cas, func(c *x509.Certificate) bool { return c != current && now.After(c.NotAfter) })
-	var caPEM bytes.Buffer
-	for _, c := range m.cas {
-		_ = pem.Encode(&caPEM, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
-	}
-	m.caPEM = caPEM.Bytes()
+	p.reason += fmt.Sprintf(format, args...)
+}
 
+// step is the state machine of the package comment: from the decoded Secret at now, with
+// nextSettled telling whether the next CA has been in every caBundle for the grace period
+// (as this replica observed it), it returns the Secret's next state. It is pure apart from
+// key generation.
+func step(s *state, now time.Time, nextSettled bool, p params) (*state, plan, error) {
+	out := &state{bundle: slices.Clone(s.bundle), active: s.active, next: s.next, serving: s.serving}
+	var pl plan
+
+	due := ""
 	switch {
-	case p.newCA:
-		p.newCert = true
-	case m.cert == nil:
-		p.newCert, p.reason = true, "no usable serving certificate in the Secret"
-	case m.cert.CheckSignatureFrom(m.cas[0]) != nil:
-		p.newCert, p.reason = true, "serving certificate not signed by the current CA"
-	case !slices.Equal(sortedCopy(m.cert.DNSNames), sortedCopy(dnsNames)):
-		p.newCert, p.reason = true, fmt.Sprintf("serving certificate names %v, want %v", m.cert.DNSNames, dnsNames)
-	case now.After(m.cert.NotAfter.Add(-certValidity / 3)):
-		p.newCert, p.reason = true, fmt.Sprintf("serving certificate expires %s", m.cert.NotAfter.UTC().Format(time.RFC3339))
+	case out.active == nil:
+		due = "no usable signing CA in the Secret"
+	case now.After(out.active.cert.NotAfter.Add(-p.caValidity / 3)):
+		due = fmt.Sprintf("signing CA expires %s", out.active.cert.NotAfter.UTC().Format(time.RFC3339))
 	}
-	if p.newCert {
-		cert, certPEM, keyPEM, err := newServingCert(m.cas[0], m.caKey, dnsNames, certValidity, now)
+	if due != "" && out.next == nil {
+		ca, key, err := newCA(p.caValidity, now)
 		if err != nil {
-			return nil, p, err
+			return nil, pl, err
 		}
-		m.cert, m.certPEM, m.keyPEM = cert, certPEM, keyPEM
+		keyPEM, err := encodeKey(key)
+		if err != nil {
+			return nil, pl, err
+		}
+		sg := &signer{cert: ca, key: key, keyPEM: keyPEM}
+		pl.newCA = true
+		if len(out.bundle) == 0 {
+			// Bootstrap: nothing is trusted, so nothing served can lose trust. The new CA
+			// signs at once; its certificate is still served only once a caBundle holds it.
+			out.active = sg
+			pl.because("%s; nothing trusted yet: new CA signs at once", due)
+		} else {
+			out.next = sg
+			pl.because("%s; new CA published, it signs once every caBundle has held it for the grace period", due)
+		}
+		out.bundle = append(out.bundle, ca)
 	}
-	return m, p, nil
+	if out.next != nil && nextSettled && !now.Before(out.next.cert.NotBefore) {
+		out.active, out.next = out.next, nil
+		pl.promoted = true
+		pl.because("new CA has been in every caBundle for the grace period: it signs from now on")
+	}
+
+	if out.active != nil {
+		if why := renewal(out.serving, out.active.cert, p, now); why != "" {
+			cert, certPEM, keyPEM, err := newServingCert(out.active.cert, out.active.key, p.dnsNames, p.certValidity, now)
+			if err != nil {
+				return nil, pl, err
+			}
+			out.serving = &pair{cert: cert, certPEM: certPEM, keyPEM: keyPEM}
+			pl.newCert = true
+			pl.because("%s", why)
+		}
+	}
+	return out, pl, nil
+}
+
+// renewal says why the serving pair must be reissued by ca, or "" when it may stay.
+func renewal(sv *pair, ca *x509.Certificate, p params, now time.Time) string {
+	switch {
+	case sv == nil:
+		return "no usable serving certificate in the Secret"
+	case sv.cert.CheckSignatureFrom(ca) != nil:
+		return "serving certificate not signed by the signing CA"
+	case !slices.Equal(sortedCopy(sv.cert.DNSNames), sortedCopy(p.dnsNames)):
+		return fmt.Sprintf("serving certificate names %v, want %v", sv.cert.DNSNames, p.dnsNames)
+	case now.Before(sv.cert.NotBefore):
+		// Issued by a replica whose clock is ahead of this one by more than the backdate:
+		// reissued here, it is valid for every clock at or after this replica's.
+		return fmt.Sprintf("serving certificate not valid before %s (issued by a clock ahead of this one)", sv.cert.NotBefore.UTC().Format(time.RFC3339))
+	case now.After(sv.cert.NotAfter.Add(-p.certValidity / 3)):
+		// A certificate capped at its CA's expiry cannot be extended by the same CA: the CA
+		// rollover renews it; reissuing it here would repeat at every reconcile.
+		if !servingNotAfter(ca, p.certValidity, now).After(sv.cert.NotAfter) && now.Before(sv.cert.NotAfter) {
+			return ""
+		}
+		return fmt.Sprintf("serving certificate expires %s", sv.cert.NotAfter.UTC().Format(time.RFC3339))
+	}
+	return ""
+}
+
+// trusted merges certificate lists into one set without duplicates or expired entries.
+// This is the one rule that keeps trust monotonic: a certificate leaves the trust only by
+// expiring, never because some replica's view lacks it.
+func trusted(now time.Time, lists ...[]*x509.Certificate) []*x509.Certificate {
+	var out []*x509.Certificate
+	for _, l := range lists {
+		for _, c := range l {
+			if now.After(c.NotAfter) || slices.ContainsFunc(out, c.Equal) {
+				continue
+			}
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// sameSet reports whether a and b hold the same certificates.
+func sameSet(a, b []*x509.Certificate) bool { return subset(a, b) && subset(b, a) }
+
+func subset(a, b []*x509.Certificate) bool {
+	for _, c := range a {
+		if !slices.ContainsFunc(b, c.Equal) {
+			return false
+		}
+	}
+	return true
+}
+
+// orderBundle is the canonical order, so that replicas with the same view write the same
+// bytes: first (the signing CA) if given, then newest expiry first.
+func orderBundle(certs []*x509.Certificate, first *x509.Certificate) []*x509.Certificate {
+	out := slices.Clone(certs)
+	slices.SortStableFunc(out, func(a, b *x509.Certificate) int {
+		switch {
+		case first != nil && a.Equal(first):
+			return -1
+		case first != nil && b.Equal(first):
+			return 1
+		}
+		if c := b.NotAfter.Compare(a.NotAfter); c != 0 {
+			return c
+		}
+		return bytes.Compare(a.Raw, b.Raw)
+	})
+	return out
+}
+
+// verifies reports whether the serving certificate chains, at now, to bundle for dnsName.
+func verifies(c *x509.Certificate, bundle []*x509.Certificate, dnsName string, now time.Time) error {
+	pool := x509.NewCertPool()
+	for _, b := range bundle {
+		pool.AddCert(b)
+	}
+	_, err := c.Verify(x509.VerifyOptions{Roots: pool, DNSName: dnsName, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+	return err
+}
+
+func parseCerts(b []byte) []*x509.Certificate {
+	var out []*x509.Certificate
+	for rest := b; ; {
+		var blk *pem.Block
+		blk, rest = pem.Decode(rest)
+		if blk == nil {
+			return out
+		}
+		if c, err := x509.ParseCertificate(blk.Bytes); err == nil {
+			out = append(out, c)
+		}
+	}
+}
+
+func encodeCerts(certs []*x509.Certificate) []byte {
+	var buf bytes.Buffer
+	for _, c := range certs {
+		_ = pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+	}
+	return buf.Bytes()
 }
 
 func newCA(validity time.Duration, now time.Time) (*x509.Certificate, crypto.Signer, error) {
@@ -164,6 +332,16 @@ func newCA(validity time.Duration, now time.Time) (*x509.Certificate, crypto.Sig
 	return c, key, err
 }
 
+// servingNotAfter is the expiry of a serving certificate issued by ca at now: a certificate
+// cannot be trusted past its issuer's expiry.
+func servingNotAfter(ca *x509.Certificate, validity time.Duration, now time.Time) time.Time {
+	notAfter := now.Add(validity)
+	if notAfter.After(ca.NotAfter) {
+		notAfter = ca.NotAfter
+	}
+	return notAfter
+}
+
 func newServingCert(ca *x509.Certificate, caKey crypto.Signer, dnsNames []string, validity time.Duration, now time.Time) (*x509.Certificate, []byte, []byte, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -173,17 +351,12 @@ func newServingCert(ca *x509.Certificate, caKey crypto.Signer, dnsNames []string
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	notAfter := now.Add(validity)
-	// A certificate cannot be trusted past its issuer's expiry.
-	if notAfter.After(ca.NotAfter) {
-		notAfter = ca.NotAfter
-	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: dnsNames[0]},
 		DNSNames:     dnsNames,
 		NotBefore:    now.Add(-backdate),
-		NotAfter:     notAfter,
+		NotAfter:     servingNotAfter(ca, validity, now),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}

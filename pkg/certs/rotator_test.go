@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -114,7 +115,7 @@ func TestRotatorAgainstAPIServer(t *testing.T) {
 	opts := Options{
 		Namespace: testNS, SecretName: testSecret, ServiceName: testService,
 		MutatingWebhookName: testConfig, ValidatingWebhookName: testConfig,
-		CAValidity: 30 * time.Second, CertValidity: 9 * time.Second,
+		CAValidity: 30 * time.Second, CertValidity: 9 * time.Second, RolloverGrace: 2 * time.Second,
 	}
 	var logs syncBuffer
 	t.Cleanup(func() {
@@ -160,20 +161,20 @@ func TestRotatorAgainstAPIServer(t *testing.T) {
 	}
 
 	first := waitConsistent(ctx, t, cs, dirs, nil)
-	firstCA := first.cas[0]
+	firstCA := first.active.cert
 
 	t.Run("serving certificate renewed before expiry, same CA", func(t *testing.T) {
-		m := waitConsistent(ctx, t, cs, dirs, func(m *material) error {
-			if m.cert.SerialNumber.Cmp(first.cert.SerialNumber) == 0 {
+		m := waitConsistent(ctx, t, cs, dirs, func(m *state) error {
+			if m.serving.cert.SerialNumber.Cmp(first.serving.cert.SerialNumber) == 0 {
 				return errors.New("serving certificate not renewed yet")
 			}
 			return nil
 		})
-		if !m.cas[0].Equal(firstCA) {
-			t.Errorf("CA changed with the serving certificate (too early): %s", m.cas[0].Subject)
+		if !m.active.cert.Equal(firstCA) {
+			t.Errorf("CA changed with the serving certificate (too early): %s", m.active.cert.Subject)
 		}
-		if time.Now().After(first.cert.NotAfter) {
-			t.Errorf("renewed only after expiry (%s)", first.cert.NotAfter)
+		if time.Now().After(first.serving.cert.NotAfter) {
+			t.Errorf("renewed only after expiry (%s)", first.serving.cert.NotAfter)
 		}
 	})
 
@@ -198,8 +199,8 @@ func TestRotatorAgainstAPIServer(t *testing.T) {
 		if _, err := cs.CoreV1().Secrets(testNS).Update(ctx, s, metav1.UpdateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		waitConsistent(ctx, t, cs, dirs, func(m *material) error {
-			if m.cas[0].Equal(firstCA) {
+		waitConsistent(ctx, t, cs, dirs, func(m *state) error {
+			if m.active.cert.Equal(firstCA) {
 				return errors.New("still the first CA")
 			}
 			return nil
@@ -211,15 +212,15 @@ func TestRotatorAgainstAPIServer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		before := decode(s.Data).cas[0]
-		m := waitConsistent(ctx, t, cs, dirs, func(m *material) error {
-			if m.cas[0].Equal(before) {
+		before := decode(s.Data, nil, time.Now()).active.cert
+		m := waitConsistent(ctx, t, cs, dirs, func(m *state) error {
+			if m.active.cert.Equal(before) {
 				return errors.New("CA not rotated yet")
 			}
 			return nil
 		})
-		if len(m.cas) != 2 || !m.cas[1].Equal(before) {
-			t.Errorf("bundle has %d CAs, want the new and the previous one", len(m.cas))
+		if !slices.ContainsFunc(m.bundle, before.Equal) || len(m.bundle) < 2 {
+			t.Errorf("bundle has %d CAs, want the new and the previous one (kept until it expires)", len(m.bundle))
 		}
 		if time.Now().After(before.NotAfter) {
 			t.Errorf("CA rotated only after expiry")
@@ -229,8 +230,8 @@ func TestRotatorAgainstAPIServer(t *testing.T) {
 
 // waitConsistent waits until the Secret, both replicas' files and both caBundles agree, the
 // serving certificate verifies for the Service's name against the bundle, and extra (if any)
-// accepts the material. It returns that material.
-func waitConsistent(ctx context.Context, t *testing.T, cs kubernetes.Interface, dirs []string, extra func(*material) error) *material {
+// accepts the state. It returns that state.
+func waitConsistent(ctx context.Context, t *testing.T, cs kubernetes.Interface, dirs []string, extra func(*state) error) *state {
 	t.Helper()
 	deadline := time.Now().Add(40 * time.Second)
 	var last error
@@ -249,13 +250,13 @@ func waitConsistent(ctx context.Context, t *testing.T, cs kubernetes.Interface, 
 	return nil
 }
 
-func consistent(ctx context.Context, cs kubernetes.Interface, dirs []string) (*material, error) {
+func consistent(ctx context.Context, cs kubernetes.Interface, dirs []string) (*state, error) {
 	s, err := cs.CoreV1().Secrets(testNS).Get(ctx, testSecret, metav1.GetOptions{})
 	if err != nil {
 		return nil, err
 	}
-	m := decode(s.Data)
-	if m.cert == nil || len(m.cas) == 0 || m.caKey == nil {
+	m := decode(s.Data, nil, time.Now())
+	if m.serving == nil || len(m.bundle) == 0 || m.active == nil || m.next != nil {
 		return nil, errors.New("Secret not filled")
 	}
 	for _, d := range dirs {
@@ -274,13 +275,14 @@ func consistent(ctx context.Context, cs kubernetes.Interface, dirs []string) (*m
 		return nil, err
 	}
 	for _, b := range [][]byte{mwc.Webhooks[0].ClientConfig.CABundle, vwc.Webhooks[0].ClientConfig.CABundle} {
-		if !bytes.Equal(b, s.Data[KeyCACert]) {
-			return nil, errors.New("caBundle differs from ca.crt")
+		// The same set; the order may differ (a caBundle is rewritten only when its set changes).
+		if !sameSet(parseCerts(b), parseCerts(s.Data[KeyCACert])) {
+			return nil, errors.New("caBundle holds other CAs than ca.crt")
 		}
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(s.Data[KeyCACert])
-	if _, err := m.cert.Verify(x509.VerifyOptions{Roots: pool, DNSName: testService + "." + testNS + ".svc"}); err != nil {
+	if _, err := m.serving.cert.Verify(x509.VerifyOptions{Roots: pool, DNSName: testService + "." + testNS + ".svc"}); err != nil {
 		return nil, err
 	}
 	if b, _ := pem.Decode(s.Data[KeyTLSCert]); b == nil || !strings.Contains(string(s.Data[KeyTLSKey]), "PRIVATE KEY") {
