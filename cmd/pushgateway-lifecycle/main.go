@@ -37,6 +37,7 @@ Usage:
   pushgateway-lifecycle mutate -f FILE|- [--policy FILE] [--diff]
                                          apply the mutation to YAML (Helm post-renderer)
   pushgateway-lifecycle version          print the version
+  pushgateway-lifecycle admission-policy [--policy FILE]  print the same mutation as a MutatingAdmissionPolicy (Kubernetes 1.36+)
 
 Run "pushgateway-lifecycle <command> --help" for the flags of a command.
 `
@@ -55,6 +56,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return serve(args[1:], stderr)
 	case "mutate":
 		return mutate(args[1:], stdin, stdout, stderr)
+	case "admission-policy":
+		return admissionPolicy(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, version.Version)
 		return exitOK
