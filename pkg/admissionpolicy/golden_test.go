@@ -66,7 +66,7 @@ func TestSelectorCEL(t *testing.T) {
 	for _, tc := range []struct{ policy, want string }{
 		{"selector: {}", "true"},
 		{"selector: {matchLabels: {app: pg, a: b}}", `('a' in l && l['a'] == 'b') && ('app' in l && l['app'] == 'pg')`},
-		{"selector: {matchExpressions: [{key: k, operator: NotIn, values: [x, "y"]}, {key: e, operator: Exists}, {key: d, operator: DoesNotExist}]}",
+		{"selector: {matchExpressions: [{key: k, operator: NotIn, values: [x, \"y\"]}, {key: e, operator: Exists}, {key: d, operator: DoesNotExist}]}",
 			`!('k' in l && l['k'] in ['x', 'y']) && 'e' in l && !('d' in l)`},
 	} {
 		pol, err := policy.Parse([]byte(tc.policy))
