@@ -93,8 +93,6 @@ func serve(args []string, stderr io.Writer) int {
 	fs.StringVar(&rot.Namespace, "cert-namespace", os.Getenv("POD_NAMESPACE"), "With --cert-rotation: namespace of the Secret and Service (default $POD_NAMESPACE).")
 	fs.StringVar(&rot.MutatingWebhookName, "mutating-webhook-name", "", "With --cert-rotation: MutatingWebhookConfiguration whose caBundle is kept in sync.")
 	fs.StringVar(&rot.ValidatingWebhookName, "validating-webhook-name", "", "With --cert-rotation: ValidatingWebhookConfiguration whose caBundle is kept in sync.")
-	fs.BoolVar(&o.Floor, "floor", false, "Benchmark only: answer every review with a constant.")
-	_ = fs.MarkHidden("floor")
 	zapOpts := zap.Options{}
 	gfs := goflag.NewFlagSet("zap", goflag.ContinueOnError)
 	zapOpts.BindFlags(gfs)

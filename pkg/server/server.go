@@ -54,8 +54,9 @@ type Options struct {
 	ShutdownDelay time.Duration
 	// CertWaitTimeout bounds the wait for the certificate files at start (0: wait forever).
 	CertWaitTimeout time.Duration
-	// Floor answers every review with a constant (benchmark only).
-	Floor bool
+	// Handlers, when set, are served instead of the product's handlers: the test servers
+	// under test/bench run on this same TLS stack, probes and drain, to be measured fairly.
+	Handlers map[string]http.Handler
 
 	// CertRotation, when set, runs the in-process certificate rotator (pkg/certs) in a
 	// controller-runtime Manager: the only part of the server that talks to the API.
@@ -135,8 +136,10 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 		Host: o.WebhookHost, Port: o.WebhookPort, CertDir: o.CertDir, CertName: o.CertName, KeyName: o.KeyName,
 		TLSOpts: tlsOpts,
 	})
-	if o.Floor {
-		srv.Register(pglwebhook.PathMutatePods, pglwebhook.Floor{})
+	if o.Handlers != nil {
+		for path, h := range o.Handlers {
+			srv.Register(path, h)
+		}
 	} else {
 		srv.Register(pglwebhook.PathMutatePods, &pglwebhook.PodMutator{Policy: watcher, Log: log.WithName("pods")})
 		srv.Register(pglwebhook.PathValidateWorkloads, &pglwebhook.WorkloadValidator{Policy: watcher, Log: log.WithName("workloads")})

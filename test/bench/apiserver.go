@@ -3,6 +3,8 @@ package bench
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"sync"
@@ -12,6 +14,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
+
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/admissionpolicy"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/annotations"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/bench/podgen"
@@ -20,7 +26,7 @@ import (
 
 // APIMode is the pod-create latency of one mode over all its rounds.
 type APIMode struct {
-	Mode    string  `json:"mode"` // "webhook" or "none"
+	Mode    string  `json:"mode"` // webhook, map, constant-patch, floor, defaulter, none
 	Pods    int     `json:"pods"`
 	Errors  int     `json:"errors"`
 	P50ms   float64 `json:"p50_ms"`
@@ -43,15 +49,18 @@ type APIMode struct {
 
 // APIOptions for RunAPIServer.
 type APIOptions struct {
-	Binary      string
+	Binary string
+	// BenchServer is test/bench/cmd/benchserver (the reference servers).
+	BenchServer string
 	Pods        int // per mode
 	Rounds      int // per mode, interleaved
 	Parallelism int
 }
 
 // RunAPIServer creates Pods of the upstream chart through a real kube-apiserver, in rounds
-// that rotate between three modes: the webhook registered, the floor (the same binary with
-// --floor: a constant answer) registered the same way, and no webhook.
+// that rotate between every peer: this webhook, the generated MutatingAdmissionPolicy, the
+// constant-patch and constant-answer floors and the controller-runtime defaulter (each
+// registered the same way), and no mutation at all.
 func RunAPIServer(ctx context.Context, o APIOptions, log func(string, ...any)) ([]APIMode, error) {
 	t0 := time.Now()
 	cp, err := harness.Start(harness.Options{})
@@ -87,28 +96,62 @@ func RunAPIServer(ctx context.Context, o APIOptions, log func(string, ...any)) (
 	if err != nil {
 		return nil, err
 	}
-	// The floor: the same binary with --floor registered the same way. It answers every review
-	// allowed without reading the pod, so its rounds measure what a webhook call costs the API
-	// server whatever the webhook does.
-	floor, err := harness.StartWebhookServer(cp.CertDir, harness.WebhookOptions{Binary: o.Binary, Args: []string{"--floor"}})
-	if err != nil {
+	// The reference servers (test/bench/servers, on pkg/server's TLS stack) registered the
+	// same way as the webhook: the constant answer that does not read the pod (what a webhook
+	// call costs the API server whatever the webhook does), the constant patch (the pod's
+	// patch precomputed: what any mutating webhook costs at least) and the plain
+	// controller-runtime defaulter doing the engine's mutation.
+	podFile := filepath.Join(cp.Dir, "bench-pod.yaml")
+	if b, err := yaml.Marshal(tmpl); err != nil {
+		return nil, err
+	} else if err := os.WriteFile(podFile, b, 0o600); err != nil {
 		return nil, err
 	}
-	defer func() { _ = floor.Stop(10 * time.Second) }()
+	servers := map[string]*harness.Webhook{"webhook": wh}
+	for mode, args := range map[string][]string{
+		"floor":          {"--mode=constant-answer"},
+		"constant-patch": {"--mode=constant-patch", "--pod=" + podFile},
+		"defaulter":      {"--mode=defaulter"},
+	} {
+		srv, err := harness.StartWebhookServer(cp.CertDir, harness.WebhookOptions{Binary: o.BenchServer, Args: args})
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", mode, err)
+		}
+		defer func() { _ = srv.Stop(10 * time.Second) }()
+		servers[mode] = srv
+	}
+	floor := servers["floor"]
 	configs := map[string]harness.WebhookConfigs{}
-	for mode, srv := range map[string]*harness.Webhook{"webhook": wh, "floor": floor} {
+	for mode, srv := range servers {
 		c := harness.DefaultWebhookConfigs().PointAt(fmt.Sprintf("https://127.0.0.1:%d", srv.Port), cp.CAData)
 		c.Validating = nil
 		configs[mode] = c
+	}
+	// The generated MutatingAdmissionPolicy and the pod ValidatingAdmissionPolicy with their
+	// bindings: everything `admission-policy` generates for pods, as the webhook does both.
+	gen, err := admissionpolicy.Generate(policy.Default(), admissionpolicy.Options{})
+	if err != nil {
+		return nil, err
 	}
 	requests := func(srv *harness.Webhook) float64 {
 		n, _ := MetricSum(srv.MetricsURL(), "controller_runtime_webhook_requests_total", `webhook="`+harness.MutatePodPath+`"`)
 		return n
 	}
+	apiv1 := cp.Clientset.AdmissionregistrationV1()
 
 	current := ""
 	setMode := func(mode string) error {
-		if current != "" && current != "none" {
+		switch {
+		case current == "map":
+			bg := context.Background()
+			_ = apiv1.MutatingAdmissionPolicyBindings().Delete(bg, gen.MutatingBinding.Name, metav1.DeleteOptions{})
+			_ = apiv1.MutatingAdmissionPolicies().Delete(bg, gen.Mutating.Name, metav1.DeleteOptions{})
+			_ = apiv1.ValidatingAdmissionPolicyBindings().Delete(bg, gen.ValidatingBinding.Name, metav1.DeleteOptions{})
+			_ = apiv1.ValidatingAdmissionPolicies().Delete(bg, gen.Validating.Name, metav1.DeleteOptions{})
+			if err := cp.WaitForWebhookGone(ctx, ns, 30*time.Second); err != nil {
+				return err
+			}
+		case current != "" && current != "none":
 			if err := cp.Unregister(ctx, configs[current]); err != nil {
 				return err
 			}
@@ -118,9 +161,30 @@ func RunAPIServer(ctx context.Context, o APIOptions, log func(string, ...any)) (
 		}
 		current = mode
 		switch mode {
-		case "webhook":
-			if err := cp.Register(ctx, configs[mode]); err != nil {
-				return err
+		case "none":
+			return nil
+		case "map":
+			for _, create := range []func() error{
+				func() error {
+					_, err := apiv1.MutatingAdmissionPolicies().Create(ctx, gen.Mutating, metav1.CreateOptions{})
+					return err
+				},
+				func() error {
+					_, err := apiv1.MutatingAdmissionPolicyBindings().Create(ctx, gen.MutatingBinding, metav1.CreateOptions{})
+					return err
+				},
+				func() error {
+					_, err := apiv1.ValidatingAdmissionPolicies().Create(ctx, gen.Validating, metav1.CreateOptions{})
+					return err
+				},
+				func() error {
+					_, err := apiv1.ValidatingAdmissionPolicyBindings().Create(ctx, gen.ValidatingBinding, metav1.CreateOptions{})
+					return err
+				},
+			} {
+				if err := create(); err != nil {
+					return fmt.Errorf("map: %w", err)
+				}
 			}
 			return cp.WaitForWebhook(ctx, ns, 30*time.Second)
 		case "floor":
@@ -137,8 +201,13 @@ func RunAPIServer(ctx context.Context, o APIOptions, log func(string, ...any)) (
 				}
 				_, _ = client.CoreV1().Pods(ns).Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 			}
+			return nil
+		default:
+			if err := cp.Register(ctx, configs[mode]); err != nil {
+				return err
+			}
+			return cp.WaitForWebhook(ctx, ns, 30*time.Second)
 		}
-		return nil
 	}
 
 	seq := 0
@@ -181,7 +250,8 @@ func RunAPIServer(ctx context.Context, o APIOptions, log func(string, ...any)) (
 		return lat, errs, time.Since(start)
 	}
 
-	modes := []string{"webhook", "floor", "none"}
+	// "none" stays last: the report reads it as the baseline.
+	modes := []string{"webhook", "map", "constant-patch", "floor", "defaulter", "none"}
 	// Warm every path (connections, informers, the servers' TLS sessions) before measuring.
 	for _, m := range modes {
 		if err := setMode(m); err != nil {
@@ -217,7 +287,10 @@ func RunAPIServer(ctx context.Context, o APIOptions, log func(string, ...any)) (
 		return sum, count
 	}
 	type stats struct{ srvSum, srvCount, apiSum, apiCount float64 }
-	acct := map[string]*stats{"webhook": {}, "floor": {}}
+	acct := map[string]*stats{}
+	for m := range servers {
+		acct[m] = &stats{}
+	}
 	var cpuWebhook time.Duration
 	for r := 0; r < o.Rounds; r++ {
 		// Rotate the order so that no mode always follows the same one.
@@ -228,13 +301,7 @@ func RunAPIServer(ctx context.Context, o APIOptions, log func(string, ...any)) (
 			if err := setMode(m); err != nil {
 				return nil, err
 			}
-			var srv *harness.Webhook
-			switch m {
-			case "webhook":
-				srv = wh
-			case "floor":
-				srv = floor
-			}
+			srv := servers[m]
 			var s0, c0, a0, n0 float64
 			var cpu0 time.Duration
 			if srv != nil {
