@@ -44,6 +44,10 @@ func TestGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			golden := filepath.Join("testdata", name+".golden.yaml")
+			if name == "default" {
+				// The kustomize overlay ships the default output itself.
+				golden = filepath.Join("..", "..", "config", "admission-policy", "admission-policies.yaml")
+			}
 			if *update {
 				if err := os.WriteFile(golden, got, 0o644); err != nil {
 					t.Fatal(err)
@@ -90,5 +94,27 @@ func TestGenerateRejectsInvalidPolicy(t *testing.T) {
 	_, err := Generate(pol, Options{})
 	if err == nil || !strings.Contains(err.Error(), "onInvalid") {
 		t.Fatalf("got %v, want an error naming onInvalid", err)
+	}
+}
+
+// TestHelmTemplate keeps the chart's admissionpolicy.yaml equal to HelmTemplate().
+func TestHelmTemplate(t *testing.T) {
+	got, err := HelmTemplate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join("..", "..", "charts", "pushgateway-lifecycle", "templates", "admissionpolicy.yaml")
+	if *update {
+		if err := os.WriteFile(file, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(want) != got {
+		t.Errorf("%s is not HelmTemplate()'s output: run go test ./pkg/admissionpolicy -run TestHelmTemplate -update", file)
 	}
 }
