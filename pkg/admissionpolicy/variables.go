@@ -23,6 +23,12 @@ var problemVariables = []string{
 
 type variable struct{ name, expr string }
 
+// max3 is the largest of three int variables (a list literal of them would have to be
+// homogeneous, which the API server's validator cannot prove of variables).
+func max3(a, b, c string) string {
+	return "(" + a + " >= " + b + " && " + a + " >= " + c + " ? " + a + " : " + b + " >= " + c + " ? " + b + " : " + c + ")"
+}
+
 // configVariables are the only policy-dependent variables besides the selector: the chart
 // renders exactly these from its values, so its policies equal the generator's.
 func configVariables(p *policy.Policy) []variable {
@@ -113,7 +119,7 @@ func podVariables(root string) []variable {
 		{"keptNames", v("kept") + ".map(c, c.name)"},
 		{"change", v("targetContainers") + ".filter(c, !(c.name in " + v("same") + ") && !(c.name in " + v("keptNames") + ")).map(c, c.name)"},
 		{"replaced", v("targetContainers") + ".filter(c, c.name in " + v("change") + " && has(c.lifecycle) && has(c.lifecycle.preStop)).map(c, c.name)"},
-		{"longest", "([0] + " + v("kept") + ".map(c, " + keptLength + ") + (size(" + v("same") + ") + size(" + v("change") + ") > 0 ? [" + v("sleep") + "] : [])).max()"},
+		{"longest", "int(([0] + " + v("kept") + ".map(c, " + keptLength + ") + (size(" + v("same") + ") + size(" + v("change") + ") > 0 ? [" + v("sleep") + "] : [])).max())"},
 		{"parseProblems", v("injectProblem") + " + " + v("sleepProblem") + " + " + v("budgetProblem") + " + " + v("graceProblem") + " + " +
 			v("actionProblem") + " + " + v("containersProblem") + " + " + v("missingProblem")},
 		{"graceLowProblem", "!" + v("optOut") + " && !" + v("noTarget") + " && !(" + v("cfgReject") + " && size(" + v("parseProblems") + ") > 0) && " +
@@ -123,10 +129,10 @@ func podVariables(root string) []variable {
 		{"graceSet", "has(" + v("pod") + ".spec.terminationGracePeriodSeconds)"},
 		{"oldGrace", v("pod") + ".spec.?terminationGracePeriodSeconds.orValue(" + fmt.Sprint(engine.KubernetesDefaultGracePeriod) + ")"},
 		{"graceExplicit", inRange("graceIn", "0", v("cfgMaxGrace")) + " && " + v("graceIn") + " >= " + v("longest")},
-		{"derived", bind("s", v("longest")+" > "+maxInt64+" - "+v("budget")+" ? "+maxInt64+" : "+v("longest")+" + "+v("budget"),
-			v("oldGrace")+" > s ? "+v("oldGrace")+" : s")},
+		{"derived", "int(" + bind("s", v("longest")+" > "+maxInt64+" - "+v("budget")+" ? "+maxInt64+" : "+v("longest")+" + "+v("budget"),
+			v("oldGrace")+" > s ? "+v("oldGrace")+" : s") + ")"},
 		{"capped", "!" + v("graceExplicit") + " && " + v("derived") + " > " + v("cfgMaxGrace") + " && " + v("oldGrace") + " <= " + v("cfgMaxGrace")},
-		{"newGrace", v("graceExplicit") + " ? " + v("graceIn") + " : " + v("capped") + " ? [" + v("cfgMaxGrace") + ", " + v("longest") + ", " + v("oldGrace") + "].max() : " + v("derived")},
+		{"newGrace", v("graceExplicit") + " ? " + v("graceIn") + " : " + v("capped") + " ? " + max3(v("cfgMaxGrace"), v("longest"), v("oldGrace")) + " : " + v("derived")},
 		{"graceChanged", "!" + v("graceSet") + " || " + v("newGrace") + " != " + v("oldGrace")},
 		{"status", "((size(" + v("change") + ") > 0 ? ['injected: ' + " + v("action") + " + ' ' + " + fmtS(v("sleep")) + " + ' on ' + " + v("change") + ".join(',') + " +
 			"(size(" + v("replaced") + ") > 0 ? ' (replaced existing preStop on ' + " + v("replaced") + ".join(',') + ')' : '')] : []) + " +
