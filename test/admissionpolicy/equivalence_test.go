@@ -18,6 +18,7 @@ import (
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -103,7 +104,7 @@ func TestWebhookAndAdmissionPolicyStoreTheSamePods(t *testing.T) {
 		}
 	}
 
-	var compared, mutated, denied, warned int
+	var compared, mutated, denied, warned, workloads, workloadsFlagged int
 	for i, run := range runs {
 		pol, err := policy.Parse([]byte(run.policy))
 		if err != nil {
@@ -135,11 +136,21 @@ func TestWebhookAndAdmissionPolicyStoreTheSamePods(t *testing.T) {
 				}
 			}
 		}
+		// The workload validator: the same cases as Deployments' pod templates.
+		for _, c := range run.cases {
+			wh := createDeployment(ctx, client, rec, "wh-"+id, c)
+			mp := createDeployment(ctx, client, rec, "map-"+id, c)
+			compare(t, fmt.Sprintf("policy %s, Deployment %s", run.name, c.name), wh, mp, false)
+			workloads++
+			if len(wh.warnings) > 0 || wh.err != nil {
+				workloadsFlagged++
+			}
+		}
 		env.tearDown()
 	}
-	t.Logf("%d policies, %d pod pairs compared (%d written to by the webhook, %d denied, %d with warnings) in %s",
-		len(runs), compared, mutated, denied, warned, time.Since(start).Round(time.Millisecond))
-	if mutated == 0 || denied == 0 || warned == 0 {
+	t.Logf("%d policies, %d pod pairs compared (%d written to by the webhook, %d denied, %d with warnings), %d Deployment pairs (%d warned or denied) in %s",
+		len(runs), compared, mutated, denied, warned, workloads, workloadsFlagged, time.Since(start).Round(time.Millisecond))
+	if mutated == 0 || denied == 0 || warned == 0 || workloadsFlagged == 0 {
 		t.Fatalf("the corpus did not exercise every path: %d mutated, %d denied, %d warned", mutated, denied, warned)
 	}
 }
@@ -165,8 +176,9 @@ func setUp(ctx context.Context, t *testing.T, cp *harness.ControlPlane, client k
 	}
 	wh := cp.StartWebhook(t, harness.WebhookOptions{PolicyFile: policyFile})
 	cfgs := harness.DefaultWebhookConfigs().PointAt(wh.URL(""), cp.CAData)
-	cfgs.Validating = nil
 	m := cfgs.Mutating
+	cfgs.Validating.Name = "pgl-eq-" + id
+	cfgs.Validating.Webhooks[0].NamespaceSelector.MatchLabels[modeLabel] = "wh-" + id
 	m.Name = "pgl-eq-" + id
 	// The handler decides selection; the chart's matchCondition mirrors only the default selector.
 	m.Webhooks[0].MatchConditions = nil
@@ -180,7 +192,7 @@ func setUp(ctx context.Context, t *testing.T, cp *harness.ControlPlane, client k
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, b := range []*admissionregistrationv1.MatchResources{gen.MutatingBinding.Spec.MatchResources, gen.ValidatingBinding.Spec.MatchResources} {
+	for _, b := range []*admissionregistrationv1.MatchResources{gen.MutatingBinding.Spec.MatchResources, gen.ValidatingBinding.Spec.MatchResources, gen.WorkloadValidatingBinding.Spec.MatchResources} {
 		b.NamespaceSelector.MatchLabels[modeLabel] = "map-" + id
 	}
 	api := client.AdmissionregistrationV1()
@@ -200,8 +212,18 @@ func setUp(ctx context.Context, t *testing.T, cp *harness.ControlPlane, client k
 		_, err := api.ValidatingAdmissionPolicyBindings().Create(ctx, gen.ValidatingBinding, metav1.CreateOptions{})
 		return err
 	})
+	mustCreate(t, func() error {
+		_, err := api.ValidatingAdmissionPolicies().Create(ctx, gen.WorkloadValidating, metav1.CreateOptions{})
+		return err
+	})
+	mustCreate(t, func() error {
+		_, err := api.ValidatingAdmissionPolicyBindings().Create(ctx, gen.WorkloadValidatingBinding, metav1.CreateOptions{})
+		return err
+	})
 	e.teardown = append(e.teardown, func() {
 		bg := context.Background()
+		_ = api.ValidatingAdmissionPolicyBindings().Delete(bg, gen.WorkloadValidatingBinding.Name, metav1.DeleteOptions{})
+		_ = api.ValidatingAdmissionPolicies().Delete(bg, gen.WorkloadValidating.Name, metav1.DeleteOptions{})
 		_ = api.MutatingAdmissionPolicyBindings().Delete(bg, gen.MutatingBinding.Name, metav1.DeleteOptions{})
 		_ = api.MutatingAdmissionPolicies().Delete(bg, gen.Mutating.Name, metav1.DeleteOptions{})
 		_ = api.ValidatingAdmissionPolicyBindings().Delete(bg, gen.ValidatingBinding.Name, metav1.DeleteOptions{})
@@ -234,6 +256,16 @@ func setUp(ctx context.Context, t *testing.T, cp *harness.ControlPlane, client k
 				probe.Annotations = map[string]string{annotations.AnnotationPreStopSleep: "probe"}
 				rec.Reset()
 				_, err := client.CoreV1().Pods(ns).Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+				if pol.OnInvalid == policy.OnInvalidReject {
+					return err != nil
+				}
+				return err == nil && rec.Contains("probe")
+			})
+			waitFor(ctx, t, ns+": workload validation", func() bool {
+				d := deployment(ns, podCase{"probe", harness.ProbePod(ns)})
+				d.Spec.Template.Annotations = map[string]string{annotations.AnnotationPreStopSleep: "probe"}
+				rec.Reset()
+				_, err := client.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 				if pol.OnInvalid == policy.OnInvalidReject {
 					return err != nil
 				}
@@ -296,6 +328,29 @@ func create(ctx context.Context, client kubernetes.Interface, rec *harness.Warni
 	rec.Reset()
 	got, err := client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
 	return result{pod: got, err: err, warnings: rec.Warnings()}
+}
+
+func deployment(ns string, c podCase) *appsv1.Deployment {
+	labels := map[string]string{"corpus-case": c.name}
+	for k, v := range c.pod.Labels {
+		labels[k] = v
+	}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: c.name, Namespace: ns},
+		Spec: appsv1.DeploymentSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"corpus-case": c.name}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: c.pod.Annotations},
+				Spec:       *c.pod.Spec.DeepCopy(),
+			},
+		},
+	}
+}
+
+func createDeployment(ctx context.Context, client kubernetes.Interface, rec *harness.WarningRecorder, ns string, c podCase) result {
+	rec.Reset()
+	_, err := client.AppsV1().Deployments(ns).Create(ctx, deployment(ns, c), metav1.CreateOptions{})
+	return result{err: err, warnings: rec.Warnings(), pod: &corev1.Pod{}}
 }
 
 // fromProduct cuts an admission message down to the product's own text: the webhook and a
