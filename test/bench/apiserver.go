@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -133,6 +134,12 @@ func RunAPIServer(ctx context.Context, o APIOptions, log func(string, ...any)) (
 	if err != nil {
 		return nil, err
 	}
+	// map-minimal is the hand-written policy of ../shared/reference/mutating-admission-policy-
+	// measured.md (default sleep and grace only: no keep/replace, no status, no validation):
+	// what the whole contract in CEL costs beyond the least a policy can do.
+	minimal := minimalPolicy()
+	minimalBinding := gen.MutatingBinding.DeepCopy()
+	minimalBinding.Name, minimalBinding.Spec.PolicyName = minimal.Name, minimal.Name
 	requests := func(srv *harness.Webhook) float64 {
 		n, _ := MetricSum(srv.MetricsURL(), "controller_runtime_webhook_requests_total", `webhook="`+harness.MutatePodPath+`"`)
 		return n
@@ -142,7 +149,14 @@ func RunAPIServer(ctx context.Context, o APIOptions, log func(string, ...any)) (
 	current := ""
 	setMode := func(mode string) error {
 		switch {
-		case current == "map":
+		case current == "map-minimal":
+			bg := context.Background()
+			_ = apiv1.MutatingAdmissionPolicyBindings().Delete(bg, minimalBinding.Name, metav1.DeleteOptions{})
+			_ = apiv1.MutatingAdmissionPolicies().Delete(bg, minimal.Name, metav1.DeleteOptions{})
+			if err := cp.WaitForWebhookGone(ctx, ns, 30*time.Second); err != nil {
+				return err
+			}
+		case current == "map" || current == "map-mutating":
 			bg := context.Background()
 			_ = apiv1.MutatingAdmissionPolicyBindings().Delete(bg, gen.MutatingBinding.Name, metav1.DeleteOptions{})
 			_ = apiv1.MutatingAdmissionPolicies().Delete(bg, gen.Mutating.Name, metav1.DeleteOptions{})
@@ -163,8 +177,27 @@ func RunAPIServer(ctx context.Context, o APIOptions, log func(string, ...any)) (
 		switch mode {
 		case "none":
 			return nil
-		case "map":
-			for _, create := range []func() error{
+		case "map-minimal":
+			if _, err := apiv1.MutatingAdmissionPolicies().Create(ctx, minimal, metav1.CreateOptions{}); err != nil {
+				return fmt.Errorf("map-minimal: %w", err)
+			}
+			if _, err := apiv1.MutatingAdmissionPolicyBindings().Create(ctx, minimalBinding, metav1.CreateOptions{}); err != nil {
+				return fmt.Errorf("map-minimal: %w", err)
+			}
+			// It writes no status annotation: wait until a dry-run pod comes back with a hook.
+			for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+				probe := tmpl.DeepCopy()
+				probe.Name = "probe-minimal"
+				got, err := client.CoreV1().Pods(ns).Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+				if err == nil && got.Spec.Containers[0].Lifecycle != nil {
+					return nil
+				}
+				if time.Now().After(deadline) {
+					return fmt.Errorf("map-minimal not applied within 30s (%v)", err)
+				}
+			}
+		case "map", "map-mutating":
+			creates := []func() error{
 				func() error {
 					_, err := apiv1.MutatingAdmissionPolicies().Create(ctx, gen.Mutating, metav1.CreateOptions{})
 					return err
@@ -173,15 +206,19 @@ func RunAPIServer(ctx context.Context, o APIOptions, log func(string, ...any)) (
 					_, err := apiv1.MutatingAdmissionPolicyBindings().Create(ctx, gen.MutatingBinding, metav1.CreateOptions{})
 					return err
 				},
-				func() error {
-					_, err := apiv1.ValidatingAdmissionPolicies().Create(ctx, gen.Validating, metav1.CreateOptions{})
-					return err
-				},
-				func() error {
-					_, err := apiv1.ValidatingAdmissionPolicyBindings().Create(ctx, gen.ValidatingBinding, metav1.CreateOptions{})
-					return err
-				},
-			} {
+			}
+			if mode == "map" {
+				creates = append(creates,
+					func() error {
+						_, err := apiv1.ValidatingAdmissionPolicies().Create(ctx, gen.Validating, metav1.CreateOptions{})
+						return err
+					},
+					func() error {
+						_, err := apiv1.ValidatingAdmissionPolicyBindings().Create(ctx, gen.ValidatingBinding, metav1.CreateOptions{})
+						return err
+					})
+			}
+			for _, create := range creates {
 				if err := create(); err != nil {
 					return fmt.Errorf("map: %w", err)
 				}
@@ -251,7 +288,9 @@ func RunAPIServer(ctx context.Context, o APIOptions, log func(string, ...any)) (
 	}
 
 	// "none" stays last: the report reads it as the baseline.
-	modes := []string{"webhook", "map", "constant-patch", "floor", "defaulter", "none"}
+	// map-mutating is the MutatingAdmissionPolicy alone (no validation), to show what the
+	// pod ValidatingAdmissionPolicy adds.
+	modes := []string{"webhook", "map", "map-mutating", "map-minimal", "constant-patch", "floor", "defaulter", "none"}
 	// Warm every path (connections, informers, the servers' TLS sessions) before measuring.
 	for _, m := range modes {
 		if err := setMode(m); err != nil {
@@ -286,8 +325,19 @@ func RunAPIServer(ctx context.Context, o APIOptions, log func(string, ...any)) (
 		count, _ = metricSumText(string(body), "apiserver_admission_webhook_admission_duration_seconds_count", `type="admit"`)
 		return sum, count
 	}
+	// policyTime is the API server's own evaluation time of the admission policies: the
+	// in-process counterpart of the webhook call time above.
+	policyTime := func() float64 {
+		body, err := client.RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+		if err != nil {
+			return 0
+		}
+		m, _ := metricSumText(string(body), "apiserver_mutating_admission_policy_check_duration_seconds_sum", "")
+		v, _ := metricSumText(string(body), "apiserver_validating_admission_policy_check_duration_seconds_sum", "")
+		return m + v
+	}
 	type stats struct{ srvSum, srvCount, apiSum, apiCount float64 }
-	acct := map[string]*stats{}
+	acct := map[string]*stats{"map": {}, "map-mutating": {}, "map-minimal": {}}
 	for m := range servers {
 		acct[m] = &stats{}
 	}
@@ -309,7 +359,16 @@ func RunAPIServer(ctx context.Context, o APIOptions, log func(string, ...any)) (
 				a0, n0 = apiCall()
 				cpu0, _ = ProcCPU(srv.Pid())
 			}
+			var p0 float64
+			if srv == nil && m != "none" {
+				p0 = policyTime()
+			}
 			lat, errs, wall := round(per, m)
+			if srv == nil && m != "none" {
+				// Per created pod: one check per policy, the mutating one per (re)invocation.
+				acct[m].apiSum += policyTime() - p0
+				acct[m].apiCount += float64(len(lat))
+			}
 			if srv != nil {
 				s1, c1 := latency(srv)
 				a1, n1 := apiCall()
@@ -375,3 +434,33 @@ func RunAPIServer(ctx context.Context, o APIOptions, log func(string, ...any)) (
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// minimalPolicy is the measured reference policy, verbatim.
+func minimalPolicy() *admissionregistrationv1.MutatingAdmissionPolicy {
+	ignore := admissionregistrationv1.Ignore
+	return &admissionregistrationv1.MutatingAdmissionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "pgl-map-minimal"},
+		Spec: admissionregistrationv1.MutatingAdmissionPolicySpec{
+			MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
+				RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+					Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
+				},
+			}}},
+			MatchConditions: []admissionregistrationv1.MatchCondition{{Name: "selected",
+				Expression: "object.metadata.?labels[?'app.kubernetes.io/name'].orValue('') in ['prometheus-pushgateway','pushgateway']"}},
+			Variables: []admissionregistrationv1.Variable{
+				{Name: "sleep", Expression: "object.metadata.?annotations[?'pushgateway-lifecycle.io/pre-stop-sleep'].hasValue() ? duration(object.metadata.annotations['pushgateway-lifecycle.io/pre-stop-sleep']).getSeconds() : 30"},
+				{Name: "grace", Expression: "int(object.spec.?terminationGracePeriodSeconds.orValue(30)) > int(variables.sleep) + 15 ? int(object.spec.?terminationGracePeriodSeconds.orValue(30)) : int(variables.sleep) + 15"},
+			},
+			FailurePolicy:      &ignore,
+			ReinvocationPolicy: admissionregistrationv1.IfNeededReinvocationPolicy,
+			Mutations: []admissionregistrationv1.Mutation{{PatchType: admissionregistrationv1.PatchTypeJSONPatch, JSONPatch: &admissionregistrationv1.JSONPatch{
+				Expression: `object.spec.containers.filter(c, c.name == 'pushgateway' && !has(c.lifecycle)).map(c,
+  JSONPatch{op: 'add', path: '/spec/containers/' + string(object.spec.containers.indexOf(c)) + '/lifecycle',
+    value: Object.spec.containers.lifecycle{preStop: Object.spec.containers.lifecycle.preStop{sleep: Object.spec.containers.lifecycle.preStop.sleep{seconds: variables.sleep}}}})
++ [JSONPatch{op: 'add', path: '/spec/terminationGracePeriodSeconds', value: variables.grace}]`,
+			}}},
+		},
+	}
+}

@@ -141,7 +141,7 @@ func (r *Report) Evaluate() {
 		r.target("3", "pod create p99 with/without webhook", "<= 1.3x", p99 <= 1.3, "%.2fx (+%.2f ms)", p99, w.P99ms-n.P99ms)
 		ok, detail := true, ""
 		for _, a := range r.API {
-			wantMutated := a.Mode != "none" && a.Mode != "floor"
+			wantMutated := a.Mode != "none" && a.Mode != "floor" && a.Mode != "map-minimal" // it writes no status
 			ok = ok && a.Errors == 0 && (a.Mutated == a.Pods) == wantMutated && (wantMutated || a.Mutated == 0)
 			detail += fmt.Sprintf(" %s %d/%d/%d", a.Mode, a.Mutated, a.Pods, a.Errors)
 		}
@@ -221,7 +221,7 @@ func (r *Report) Print(out io.Writer) {
 		_ = w.Flush()
 	}
 	if len(r.API) > 0 {
-		fmt.Fprintln(out, "\n3. Pod create through kube-apiserver (interleaved rounds of every peer; map = the generated MutatingAdmissionPolicy + pod ValidatingAdmissionPolicy, constant-patch = the pod's patch precomputed, floor = a constant answer, defaulter = controller-runtime admission.WithDefaulter doing the engine's mutation, the three on pkg/server's TLS stack; latency in ms)")
+		fmt.Fprintln(out, "\n3. Pod create through kube-apiserver (interleaved rounds of every peer; map = the generated MutatingAdmissionPolicy + pod ValidatingAdmissionPolicy, constant-patch = the pod's patch precomputed, floor = a constant answer, defaulter = controller-runtime admission.WithDefaulter doing the engine's mutation, the three on pkg/server's TLS stack; latency in ms; for map rows the apiserver call column is the policies' own evaluation time per pod, apiserver_{mutating,validating}_admission_policy_check_duration_seconds)")
 		w := tw()
 		fmt.Fprintln(w, "mode\tpods\terrors\tmutated\tp50\tp99\tpods/s\tp50 ratio\tp99 ratio\tp50 diff\tp99 diff\tapiserver call mean\tin-server mean\tserver CPU/pod\t")
 		n := r.API[len(r.API)-1]
