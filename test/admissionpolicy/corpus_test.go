@@ -121,6 +121,17 @@ func annotationCases() []podCase {
 		{"lifecycle-without-prestop", pgPod(nil, corev1.Container{Name: "pushgateway", Image: pgImage, Lifecycle: &corev1.Lifecycle{PostStart: execHook("true")}})},
 		{"mixed-kept-and-added", pgPod(a(ctrK, "pushgateway,sidecar"), withPreStop(&corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: 100}}), sidecar)},
 	}
+	// Large pods: CEL runtime cost grows with them; the API server's budget must not be hit
+	// (failurePolicy Ignore would then leave the pod unchanged, which the comparison catches).
+	many := []corev1.Container{{Name: "pushgateway", Image: pgImage}}
+	for i := 0; i < 60; i++ {
+		many = append(many, corev1.Container{Name: "c" + itoa(i), Image: "registry.example/sidecar:" + itoa(i),
+			Lifecycle: &corev1.Lifecycle{PreStop: execHook("/bin/sh", "-c", "sleep "+itoa(i))}})
+	}
+	cases = append(cases,
+		podCase{"sixty-one-containers", pgPod(a(ctrK, "pushgateway,c59,c3"), many...)},
+		podCase{"huge-annotations", pgPod(a("example.com/blob", strings.Repeat("x", 200<<10), sleepK, strings.Repeat("4", 50<<10)))},
+	)
 	return cases
 }
 
