@@ -204,10 +204,16 @@ func Generate(pol *policy.Policy, opts Options) (*Policies, error) {
 			},
 		}
 	}
-	out.Validating = vap(name, podRules.DeepCopy(), conditions("object", podSel), "object", podValidations)
+	// Every problem comes from one of our annotations: a pod without any (the usual case) is
+	// not evaluated at all, which keeps the validating policy off most pods' creation path.
+	ours := func(root string) admissionregistrationv1.MatchCondition {
+		return admissionregistrationv1.MatchCondition{Name: "has-settings", Expression: root + ".metadata.?annotations.orValue({}).exists(k, k.startsWith(" +
+			lit(annotations.Prefix) + ") && k != " + lit(annotations.AnnotationStatus) + ")"}
+	}
+	out.Validating = vap(name, podRules.DeepCopy(), append(conditions("object", podSel), ours("object")), "object", podValidations)
 	out.ValidatingBinding = vapBinding(name)
 	wname := name + "-workloads"
-	out.WorkloadValidating = vap(wname, workloadRules, conditions("("+workloadTemplate+")", tplSel), workloadTemplate, tplValidations)
+	out.WorkloadValidating = vap(wname, workloadRules, append(conditions("("+workloadTemplate+")", tplSel), ours("("+workloadTemplate+")")), workloadTemplate, tplValidations)
 	out.WorkloadValidatingBinding = vapBinding(wname)
 	return out, nil
 }
