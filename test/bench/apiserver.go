@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -193,7 +194,10 @@ func RunAPIServer(ctx context.Context, o APIOptions, log func(string, ...any)) (
 					return nil
 				}
 				if time.Now().After(deadline) {
-					return fmt.Errorf("map-minimal not applied within 30s (%v)", err)
+					if err == nil {
+						err = errors.New("the dry-run pod came back without a preStop hook")
+					}
+					return fmt.Errorf("map-minimal not applied within 30s: %w", err)
 				}
 			}
 		case "map", "map-mutating":

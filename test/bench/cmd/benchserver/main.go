@@ -74,8 +74,9 @@ func main() {
 	}
 	o.Handlers = map[string]http.Handler{webhook.PathMutatePods: h}
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer cancel()
-	if err := server.Run(ctx, o, zap.New()); err != nil {
+	err = server.Run(ctx, o, zap.New())
+	cancel()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
