@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
@@ -269,4 +270,66 @@ func TestDiffJSON(t *testing.T) {
 	if d := diffJSON("pod", a, a); len(d) != 0 {
 		t.Errorf("a pod differs from itself: %v", d)
 	}
+}
+
+// randomCases are pods drawn from the values that matter to the engine (every setting's
+// valid, boundary and invalid forms; container names, images and hooks; grace periods), from
+// a fixed seed so that a failure reproduces.
+func randomCases(n int, seed uint64) []podCase {
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	pick := func(vals ...string) string { return vals[r.IntN(len(vals))] }
+	durations := []string{"", "0", "5", "4s", "30", "45s", "1m30s", "0045", "1.5m", "1.5s", "-1s", "-0s", "300s", "301", "600s", "601s", "1h", "abc", "99999999999999999999"}
+	var out []podCase
+	for i := 0; i < n; i++ {
+		ann := map[string]string{}
+		maybe := func(key string, vals ...string) {
+			if r.IntN(10) < 4 {
+				ann[key] = pick(vals...)
+			}
+		}
+		maybe(annotations.AnnotationPreStopSleep, durations...)
+		maybe(annotations.AnnotationShutdownBudget, durations...)
+		maybe(annotations.AnnotationTerminationGracePeriod, durations...)
+		maybe(annotations.AnnotationPreStopAction, "sleep", "exec", "auto", "wait")
+		maybe(annotations.AnnotationContainers, "pushgateway", "a,pushgateway", "nope", " a ", ",", "a,b", "sidecar")
+		if r.IntN(10) == 0 {
+			ann[annotations.AnnotationInject] = pick("true", "false", "x")
+		}
+		var containers []corev1.Container
+		for _, name := range []string{"pushgateway", "a", "b", "sidecar"} {
+			if r.IntN(2) == 0 {
+				continue
+			}
+			c := corev1.Container{Name: name, Image: pick(pgImage, "busybox:1.37", "x/pushgateway:1", "y")}
+			switch r.IntN(7) {
+			case 1:
+				c.Lifecycle = &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: int64([]int{0, 7, 30, 40, 200}[r.IntN(5)])}}}
+			case 2:
+				c.Lifecycle = &corev1.Lifecycle{PreStop: execHook("/bin/sh", "-c", pick("sleep 40", "sleep 30", "sleep 1m", "echo; sleep 9"))}
+			case 3:
+				c.Lifecycle = &corev1.Lifecycle{PreStop: execHook("sleep", pick("50", "x"))}
+			case 4:
+				c.Lifecycle = &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/quit", Port: intstrFromInt(9091)}}}
+			case 5:
+				c.Lifecycle = &corev1.Lifecycle{PostStart: execHook("true")}
+			}
+			containers = append(containers, c)
+		}
+		if len(containers) == 0 {
+			containers = []corev1.Container{{Name: "pushgateway", Image: pgImage}}
+		}
+		pod := pgPod(ann, containers...)
+		if len(ann) == 0 {
+			pod.Annotations = nil
+		}
+		if r.IntN(5) == 0 {
+			pod.Labels = map[string]string{annotations.LabelInject: "true"}
+		}
+		if r.IntN(3) == 0 {
+			g := int64([]int{0, 5, 30, 45, 700}[r.IntN(5)])
+			pod.Spec.TerminationGracePeriodSeconds = &g
+		}
+		out = append(out, podCase{"random-" + itoa(i), pod})
+	}
+	return out
 }
