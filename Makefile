@@ -154,3 +154,7 @@ $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION):
 	GOBIN=$(LOCALBIN) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 	touch $@
 
+
+.PHONY: test-admission-policy
+test-admission-policy: build k8s-binaries ## The generated admission policies store the same pods as the webhook (real kube-apiserver; also in `make test`).
+	go test -count=1 -timeout 15m -v ./test/admissionpolicy/...

@@ -59,8 +59,9 @@ type Options struct {
 	// MaxInflightRequestBytes bounds the body buffers that all requests being read hold at
 	// once, beyond a small pre-size each (0: no bound; see pglwebhook.Limits).
 	MaxInflightRequestBytes int64
-	// Floor answers every review with a constant (benchmark only).
-	Floor bool
+	// Handlers, when set, are served instead of the product's handlers: the test servers
+	// under test/bench run on this same TLS stack, limits, probes and drain, to be measured fairly.
+	Handlers map[string]http.Handler
 
 	// CertRotation, when set, runs the in-process certificate rotator (pkg/certs) in a
 	// controller-runtime Manager: the only part of the server that talks to the API.
@@ -165,12 +166,16 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 		Host: o.WebhookHost, Port: o.WebhookPort, CertDir: o.CertDir, CertName: o.CertName, KeyName: o.KeyName,
 		TLSOpts: tlsOpts,
 	})
-	if o.Floor {
-		srv.Register(pglwebhook.PathMutatePods, pglwebhook.Floor{})
-	} else {
-		limits := pglwebhook.Limits{ReadTimeout: o.RequestReadTimeout, InflightBytes: o.MaxInflightRequestBytes}
-		srv.Register(pglwebhook.PathMutatePods, limits.Wrap(&pglwebhook.PodMutator{Policy: watcher, Log: log.WithName("pods")}))
-		srv.Register(pglwebhook.PathValidateWorkloads, limits.Wrap(&pglwebhook.WorkloadValidator{Policy: watcher, Log: log.WithName("workloads")}))
+	handlers := o.Handlers
+	if handlers == nil {
+		handlers = map[string]http.Handler{
+			pglwebhook.PathMutatePods:        &pglwebhook.PodMutator{Policy: watcher, Log: log.WithName("pods")},
+			pglwebhook.PathValidateWorkloads: &pglwebhook.WorkloadValidator{Policy: watcher, Log: log.WithName("workloads")},
+		}
+	}
+	limits := pglwebhook.Limits{ReadTimeout: o.RequestReadTimeout, InflightBytes: o.MaxInflightRequestBytes}
+	for path, h := range handlers {
+		srv.Register(path, limits.Wrap(h))
 	}
 
 	var draining, certsPresent atomic.Bool

@@ -5,18 +5,20 @@ import (
 	"strconv"
 	"strings"
 
+	"gomodules.xyz/jsonpatch/v2"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/annotations"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/engine"
 )
 
-// patchOp is one RFC 6902 operation. Value is any so the hook is encoded with the same
-// corev1 JSON tags the API server decodes it with.
-type patchOp struct {
-	Op    string `json:"op"`
-	Path  string `json:"path"`
-	Value any    `json:"value"`
+// wireOp is jsonpatch.Operation without its methods (a conversion, not a copy of the type):
+// every value here is non-nil, so "value" is always written, as RFC 6902 requires for add
+// and replace.
+type wireOp struct {
+	Operation string `json:"op"`
+	Path      string `json:"path"`
+	Value     any    `json:"value"`
 }
 
 // escapePointer escapes a JSON pointer token (RFC 6901): "~" then "/".
@@ -35,35 +37,45 @@ var statusPointer = "/metadata/annotations/" + escapePointer(annotations.Annotat
 // "adds" defaulted empty fields (resources: {}, status: {}). TestPatchEquivalence checks the
 // result against admission.PatchResponseFromRaw on a corpus of pods.
 func BuildPatch(d *engine.Decision) ([]byte, error) {
-	ops := make([]patchOp, 0, len(d.Containers)+2)
+	// jsonpatch.Operation is the type controller-runtime's admission responses use; Value is
+	// any, so the hook is encoded with the corev1 JSON tags the API server decodes it with
+	// (no value here is a nil interface, so its omitempty never drops one).
+	ops := make([]jsonpatch.Operation, 0, len(d.Containers)+2)
 	for _, c := range d.Containers {
 		base := "/spec/containers/" + strconv.Itoa(c.Index) + "/lifecycle"
 		if !c.HadLifecycle {
-			ops = append(ops, patchOp{Op: "add", Path: base, Value: corev1.Lifecycle{PreStop: c.PreStop}})
+			ops = append(ops, jsonpatch.NewOperation("add", base, corev1.Lifecycle{PreStop: c.PreStop}))
 			continue
 		}
 		op := "add"
 		if c.HadPreStop {
 			op = "replace"
 		}
-		ops = append(ops, patchOp{Op: op, Path: base + "/preStop", Value: c.PreStop})
+		ops = append(ops, jsonpatch.NewOperation(op, base+"/preStop", c.PreStop))
 	}
 	if d.SetsGrace() {
 		op := "add"
 		if d.GraceSet {
 			op = "replace"
 		}
-		ops = append(ops, patchOp{Op: op, Path: "/spec/terminationGracePeriodSeconds", Value: d.NewGrace})
+		ops = append(ops, jsonpatch.NewOperation(op, "/spec/terminationGracePeriodSeconds", d.NewGrace))
 	}
 	if d.SetStatus {
 		if d.HadAnnotations {
-			ops = append(ops, patchOp{Op: "add", Path: statusPointer, Value: d.Status})
+			ops = append(ops, jsonpatch.NewOperation("add", statusPointer, d.Status))
 		} else {
-			ops = append(ops, patchOp{Op: "add", Path: "/metadata/annotations", Value: map[string]string{annotations.AnnotationStatus: d.Status}})
+			ops = append(ops, jsonpatch.NewOperation("add", "/metadata/annotations", map[string]string{annotations.AnnotationStatus: d.Status}))
 		}
 	}
 	if len(ops) == 0 {
 		return nil, nil
 	}
-	return json.Marshal(ops)
+	// Encoded through wireOp: Operation's own MarshalJSON (pointer receiver) re-marshals
+	// every operation through a second anonymous struct, six allocations per pod for the
+	// same bytes.
+	wire := make([]wireOp, len(ops))
+	for i := range ops {
+		wire[i] = wireOp(ops[i])
+	}
+	return json.Marshal(wire)
 }

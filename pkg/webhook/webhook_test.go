@@ -358,11 +358,3 @@ func TestWorkloadValidator(t *testing.T) {
 		})
 	}
 }
-
-func TestFloorEchoesTheUID(t *testing.T) {
-	body := reviewBody(t, admissionv1.Create, "Pod", corpus(t)["plain"])
-	_, rv := post(t, Floor{}, body, "application/json")
-	if rv.Response.UID != "u-1" || !rv.Response.Allowed || len(rv.Response.Patch) != 0 {
-		t.Fatalf("floor response = %+v, want allowed for uid u-1 and no patch", rv.Response)
-	}
-}

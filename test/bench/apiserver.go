@@ -2,16 +2,24 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"sync"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
+
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/admissionpolicy"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/annotations"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/bench/podgen"
@@ -20,7 +28,7 @@ import (
 
 // APIMode is the pod-create latency of one mode over all its rounds.
 type APIMode struct {
-	Mode    string  `json:"mode"` // "webhook" or "none"
+	Mode    string  `json:"mode"` // webhook, map, constant-patch, floor, defaulter, none
 	Pods    int     `json:"pods"`
 	Errors  int     `json:"errors"`
 	P50ms   float64 `json:"p50_ms"`
@@ -43,15 +51,18 @@ type APIMode struct {
 
 // APIOptions for RunAPIServer.
 type APIOptions struct {
-	Binary      string
+	Binary string
+	// BenchServer is test/bench/cmd/benchserver (the reference servers).
+	BenchServer string
 	Pods        int // per mode
 	Rounds      int // per mode, interleaved
 	Parallelism int
 }
 
 // RunAPIServer creates Pods of the upstream chart through a real kube-apiserver, in rounds
-// that rotate between three modes: the webhook registered, the floor (the same binary with
-// --floor: a constant answer) registered the same way, and no webhook.
+// that rotate between every peer: this webhook, the generated MutatingAdmissionPolicy, the
+// constant-patch and constant-answer floors and the controller-runtime defaulter (each
+// registered the same way), and no mutation at all.
 func RunAPIServer(ctx context.Context, o APIOptions, log func(string, ...any)) ([]APIMode, error) {
 	t0 := time.Now()
 	cp, err := harness.Start(harness.Options{})
@@ -87,28 +98,75 @@ func RunAPIServer(ctx context.Context, o APIOptions, log func(string, ...any)) (
 	if err != nil {
 		return nil, err
 	}
-	// The floor: the same binary with --floor registered the same way. It answers every review
-	// allowed without reading the pod, so its rounds measure what a webhook call costs the API
-	// server whatever the webhook does.
-	floor, err := harness.StartWebhookServer(cp.CertDir, harness.WebhookOptions{Binary: o.Binary, Args: []string{"--floor"}})
-	if err != nil {
+	// The reference servers (test/bench/servers, on pkg/server's TLS stack) registered the
+	// same way as the webhook: the constant answer that does not read the pod (what a webhook
+	// call costs the API server whatever the webhook does), the constant patch (the pod's
+	// patch precomputed: what any mutating webhook costs at least) and the plain
+	// controller-runtime defaulter doing the engine's mutation.
+	podFile := filepath.Join(cp.Dir, "bench-pod.yaml")
+	if b, err := yaml.Marshal(tmpl); err != nil {
+		return nil, err
+	} else if err := os.WriteFile(podFile, b, 0o600); err != nil {
 		return nil, err
 	}
-	defer func() { _ = floor.Stop(10 * time.Second) }()
+	servers := map[string]*harness.Webhook{"webhook": wh}
+	for mode, args := range map[string][]string{
+		"floor":          {"--mode=constant-answer"},
+		"constant-patch": {"--mode=constant-patch", "--pod=" + podFile},
+		"defaulter":      {"--mode=defaulter"},
+	} {
+		srv, err := harness.StartWebhookServer(cp.CertDir, harness.WebhookOptions{Binary: o.BenchServer, Args: args})
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", mode, err)
+		}
+		defer func() { _ = srv.Stop(10 * time.Second) }()
+		servers[mode] = srv
+	}
+	floor := servers["floor"]
 	configs := map[string]harness.WebhookConfigs{}
-	for mode, srv := range map[string]*harness.Webhook{"webhook": wh, "floor": floor} {
+	for mode, srv := range servers {
 		c := harness.DefaultWebhookConfigs().PointAt(fmt.Sprintf("https://127.0.0.1:%d", srv.Port), cp.CAData)
 		c.Validating = nil
 		configs[mode] = c
 	}
+	// The generated MutatingAdmissionPolicy and the pod ValidatingAdmissionPolicy with their
+	// bindings: everything `admission-policy` generates for pods, as the webhook does both.
+	gen, err := admissionpolicy.Generate(policy.Default(), admissionpolicy.Options{})
+	if err != nil {
+		return nil, err
+	}
+	// map-minimal is the hand-written policy of ../shared/reference/mutating-admission-policy-
+	// measured.md (default sleep and grace only: no keep/replace, no status, no validation):
+	// what the whole contract in CEL costs beyond the least a policy can do.
+	minimal := minimalPolicy()
+	minimalBinding := gen.MutatingBinding.DeepCopy()
+	minimalBinding.Name, minimalBinding.Spec.PolicyName = minimal.Name, minimal.Name
 	requests := func(srv *harness.Webhook) float64 {
 		n, _ := MetricSum(srv.MetricsURL(), "controller_runtime_webhook_requests_total", `webhook="`+harness.MutatePodPath+`"`)
 		return n
 	}
+	apiv1 := cp.Clientset.AdmissionregistrationV1()
 
 	current := ""
 	setMode := func(mode string) error {
-		if current != "" && current != "none" {
+		switch {
+		case current == "map-minimal":
+			bg := context.Background()
+			_ = apiv1.MutatingAdmissionPolicyBindings().Delete(bg, minimalBinding.Name, metav1.DeleteOptions{})
+			_ = apiv1.MutatingAdmissionPolicies().Delete(bg, minimal.Name, metav1.DeleteOptions{})
+			if err := cp.WaitForWebhookGone(ctx, ns, 30*time.Second); err != nil {
+				return err
+			}
+		case current == "map" || current == "map-mutating":
+			bg := context.Background()
+			_ = apiv1.MutatingAdmissionPolicyBindings().Delete(bg, gen.MutatingBinding.Name, metav1.DeleteOptions{})
+			_ = apiv1.MutatingAdmissionPolicies().Delete(bg, gen.Mutating.Name, metav1.DeleteOptions{})
+			_ = apiv1.ValidatingAdmissionPolicyBindings().Delete(bg, gen.ValidatingBinding.Name, metav1.DeleteOptions{})
+			_ = apiv1.ValidatingAdmissionPolicies().Delete(bg, gen.Validating.Name, metav1.DeleteOptions{})
+			if err := cp.WaitForWebhookGone(ctx, ns, 30*time.Second); err != nil {
+				return err
+			}
+		case current != "" && current != "none":
 			if err := cp.Unregister(ctx, configs[current]); err != nil {
 				return err
 			}
@@ -118,9 +176,56 @@ func RunAPIServer(ctx context.Context, o APIOptions, log func(string, ...any)) (
 		}
 		current = mode
 		switch mode {
-		case "webhook":
-			if err := cp.Register(ctx, configs[mode]); err != nil {
-				return err
+		case "none":
+			return nil
+		case "map-minimal":
+			if _, err := apiv1.MutatingAdmissionPolicies().Create(ctx, minimal, metav1.CreateOptions{}); err != nil {
+				return fmt.Errorf("map-minimal: %w", err)
+			}
+			if _, err := apiv1.MutatingAdmissionPolicyBindings().Create(ctx, minimalBinding, metav1.CreateOptions{}); err != nil {
+				return fmt.Errorf("map-minimal: %w", err)
+			}
+			// It writes no status annotation: wait until a dry-run pod comes back with a hook.
+			for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+				probe := tmpl.DeepCopy()
+				probe.Name = "probe-minimal"
+				got, err := client.CoreV1().Pods(ns).Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+				if err == nil && got.Spec.Containers[0].Lifecycle != nil {
+					return nil
+				}
+				if time.Now().After(deadline) {
+					if err == nil {
+						err = errors.New("the dry-run pod came back without a preStop hook")
+					}
+					return fmt.Errorf("map-minimal not applied within 30s: %w", err)
+				}
+			}
+		case "map", "map-mutating":
+			creates := []func() error{
+				func() error {
+					_, err := apiv1.MutatingAdmissionPolicies().Create(ctx, gen.Mutating, metav1.CreateOptions{})
+					return err
+				},
+				func() error {
+					_, err := apiv1.MutatingAdmissionPolicyBindings().Create(ctx, gen.MutatingBinding, metav1.CreateOptions{})
+					return err
+				},
+			}
+			if mode == "map" {
+				creates = append(creates,
+					func() error {
+						_, err := apiv1.ValidatingAdmissionPolicies().Create(ctx, gen.Validating, metav1.CreateOptions{})
+						return err
+					},
+					func() error {
+						_, err := apiv1.ValidatingAdmissionPolicyBindings().Create(ctx, gen.ValidatingBinding, metav1.CreateOptions{})
+						return err
+					})
+			}
+			for _, create := range creates {
+				if err := create(); err != nil {
+					return fmt.Errorf("map: %w", err)
+				}
 			}
 			return cp.WaitForWebhook(ctx, ns, 30*time.Second)
 		case "floor":
@@ -137,8 +242,13 @@ func RunAPIServer(ctx context.Context, o APIOptions, log func(string, ...any)) (
 				}
 				_, _ = client.CoreV1().Pods(ns).Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 			}
+			return nil
+		default:
+			if err := cp.Register(ctx, configs[mode]); err != nil {
+				return err
+			}
+			return cp.WaitForWebhook(ctx, ns, 30*time.Second)
 		}
-		return nil
 	}
 
 	seq := 0
@@ -181,7 +291,10 @@ func RunAPIServer(ctx context.Context, o APIOptions, log func(string, ...any)) (
 		return lat, errs, time.Since(start)
 	}
 
-	modes := []string{"webhook", "floor", "none"}
+	// "none" stays last: the report reads it as the baseline.
+	// map-mutating is the MutatingAdmissionPolicy alone (no validation), to show what the
+	// pod ValidatingAdmissionPolicy adds.
+	modes := []string{"webhook", "map", "map-mutating", "map-minimal", "constant-patch", "floor", "defaulter", "none"}
 	// Warm every path (connections, informers, the servers' TLS sessions) before measuring.
 	for _, m := range modes {
 		if err := setMode(m); err != nil {
@@ -216,8 +329,22 @@ func RunAPIServer(ctx context.Context, o APIOptions, log func(string, ...any)) (
 		count, _ = metricSumText(string(body), "apiserver_admission_webhook_admission_duration_seconds_count", `type="admit"`)
 		return sum, count
 	}
+	// policyTime is the API server's own evaluation time of the admission policies: the
+	// in-process counterpart of the webhook call time above.
+	policyTime := func() float64 {
+		body, err := client.RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+		if err != nil {
+			return 0
+		}
+		m, _ := metricSumText(string(body), "apiserver_mutating_admission_policy_check_duration_seconds_sum", "")
+		v, _ := metricSumText(string(body), "apiserver_validating_admission_policy_check_duration_seconds_sum", "")
+		return m + v
+	}
 	type stats struct{ srvSum, srvCount, apiSum, apiCount float64 }
-	acct := map[string]*stats{"webhook": {}, "floor": {}}
+	acct := map[string]*stats{"map": {}, "map-mutating": {}, "map-minimal": {}}
+	for m := range servers {
+		acct[m] = &stats{}
+	}
 	var cpuWebhook time.Duration
 	for r := 0; r < o.Rounds; r++ {
 		// Rotate the order so that no mode always follows the same one.
@@ -228,13 +355,7 @@ func RunAPIServer(ctx context.Context, o APIOptions, log func(string, ...any)) (
 			if err := setMode(m); err != nil {
 				return nil, err
 			}
-			var srv *harness.Webhook
-			switch m {
-			case "webhook":
-				srv = wh
-			case "floor":
-				srv = floor
-			}
+			srv := servers[m]
 			var s0, c0, a0, n0 float64
 			var cpu0 time.Duration
 			if srv != nil {
@@ -242,7 +363,16 @@ func RunAPIServer(ctx context.Context, o APIOptions, log func(string, ...any)) (
 				a0, n0 = apiCall()
 				cpu0, _ = ProcCPU(srv.Pid())
 			}
+			var p0 float64
+			if srv == nil && m != "none" {
+				p0 = policyTime()
+			}
 			lat, errs, wall := round(per, m)
+			if srv == nil && m != "none" {
+				// Per created pod: one check per policy, the mutating one per (re)invocation.
+				acct[m].apiSum += policyTime() - p0
+				acct[m].apiCount += float64(len(lat))
+			}
 			if srv != nil {
 				s1, c1 := latency(srv)
 				a1, n1 := apiCall()
@@ -308,3 +438,33 @@ func RunAPIServer(ctx context.Context, o APIOptions, log func(string, ...any)) (
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// minimalPolicy is the measured reference policy, verbatim.
+func minimalPolicy() *admissionregistrationv1.MutatingAdmissionPolicy {
+	ignore := admissionregistrationv1.Ignore
+	return &admissionregistrationv1.MutatingAdmissionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "pgl-map-minimal"},
+		Spec: admissionregistrationv1.MutatingAdmissionPolicySpec{
+			MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
+				RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+					Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
+				},
+			}}},
+			MatchConditions: []admissionregistrationv1.MatchCondition{{Name: "selected",
+				Expression: "object.metadata.?labels[?'app.kubernetes.io/name'].orValue('') in ['prometheus-pushgateway','pushgateway']"}},
+			Variables: []admissionregistrationv1.Variable{
+				{Name: "sleep", Expression: "object.metadata.?annotations[?'pushgateway-lifecycle.io/pre-stop-sleep'].hasValue() ? duration(object.metadata.annotations['pushgateway-lifecycle.io/pre-stop-sleep']).getSeconds() : 30"},
+				{Name: "grace", Expression: "int(object.spec.?terminationGracePeriodSeconds.orValue(30)) > int(variables.sleep) + 15 ? int(object.spec.?terminationGracePeriodSeconds.orValue(30)) : int(variables.sleep) + 15"},
+			},
+			FailurePolicy:      &ignore,
+			ReinvocationPolicy: admissionregistrationv1.IfNeededReinvocationPolicy,
+			Mutations: []admissionregistrationv1.Mutation{{PatchType: admissionregistrationv1.PatchTypeJSONPatch, JSONPatch: &admissionregistrationv1.JSONPatch{
+				Expression: `object.spec.containers.filter(c, c.name == 'pushgateway' && !has(c.lifecycle)).map(c,
+  JSONPatch{op: 'add', path: '/spec/containers/' + string(object.spec.containers.indexOf(c)) + '/lifecycle',
+    value: Object.spec.containers.lifecycle{preStop: Object.spec.containers.lifecycle.preStop{sleep: Object.spec.containers.lifecycle.preStop.sleep{seconds: variables.sleep}}}})
++ [JSONPatch{op: 'add', path: '/spec/terminationGracePeriodSeconds', value: variables.grace}]`,
+			}}},
+		},
+	}
+}

@@ -25,13 +25,15 @@ type DirectStep struct {
 
 // DirectOptions for RunDirect.
 type DirectOptions struct {
-	Binary   string
-	CertDir  string
-	CAPEM    []byte
-	Body     []byte
-	Rates    []float64 // 0 = max
-	Warmup   time.Duration
-	Duration time.Duration
+	Binary string
+	// BenchServer serves the floor (test/bench/cmd/benchserver --mode=constant-answer).
+	BenchServer string
+	CertDir     string
+	CAPEM       []byte
+	Body        []byte
+	Rates       []float64 // 0 = max
+	Warmup      time.Duration
+	Duration    time.Duration
 	// Loader is this program, re-executed with -loader on core 0.
 	Loader string
 }
@@ -42,8 +44,9 @@ type DirectOptions struct {
 func RunDirect(o DirectOptions, log func(string, ...any)) ([]DirectStep, error) {
 	servers := []struct {
 		name  string
+		bin   string
 		extra []string
-	}{{"floor", []string{"--floor"}}, {"webhook", nil}}
+	}{{"floor", o.BenchServer, []string{"--mode=constant-answer"}}, {"webhook", o.Binary, nil}}
 	procs := map[string]*harness.Webhook{}
 	defer func() {
 		for _, w := range procs {
@@ -51,7 +54,7 @@ func RunDirect(o DirectOptions, log func(string, ...any)) ([]DirectStep, error) 
 		}
 	}()
 	for _, s := range servers {
-		w, err := StartPinned(o.Binary, o.CertDir, "1", s.extra...)
+		w, err := StartPinned(s.bin, o.CertDir, "1", s.extra...)
 		if err != nil {
 			return nil, fmt.Errorf("start %s: %w", s.name, err)
 		}

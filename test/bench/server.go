@@ -39,6 +39,18 @@ func BuildBinary(root, dir string) (string, error) {
 	return out, nil
 }
 
+// BuildBenchServer builds test/bench/cmd/benchserver (the reference servers) into dir.
+func BuildBenchServer(root, dir string) (string, error) {
+	out := filepath.Join(dir, "benchserver")
+	cmd := exec.Command("go", "build", "-trimpath", "-o", out, "./test/bench/cmd/benchserver")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build benchserver: %w\n%s", err, b)
+	}
+	return out, nil
+}
+
 // StartPinned starts `serve` (with extra args) on core cpu through taskset, so that the Go
 // runtime sizes GOMAXPROCS to that one core, and waits for /readyz.
 func StartPinned(bin, certDir, cpu string, extra ...string) (*harness.Webhook, error) {

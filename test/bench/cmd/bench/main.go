@@ -94,6 +94,10 @@ func run(soak bool, soakFor time.Duration, only string, step, warmup time.Durati
 	if err != nil {
 		return err
 	}
+	benchServer, err := bench.BuildBenchServer(root, tmp)
+	if err != nil {
+		return err
+	}
 	certDir := filepath.Join(tmp, "certs")
 	if err := os.MkdirAll(certDir, 0o700); err != nil {
 		return err
@@ -110,7 +114,7 @@ func run(soak bool, soakFor time.Duration, only string, step, warmup time.Durati
 	if err != nil {
 		return err
 	}
-	direct := bench.DirectOptions{Binary: bin, CertDir: certDir, CAPEM: caPEM,
+	direct := bench.DirectOptions{Binary: bin, BenchServer: benchServer, CertDir: certDir, CAPEM: caPEM,
 		Body: podgen.Review("3f0e5c1a-7b2d-4c9e-8f1a-6d5b4c3a2e10", podJSON), Warmup: warmup, Duration: step,
 		Rates: []float64{500, 2000, 5000, 0}, Loader: self}
 
@@ -128,7 +132,7 @@ func run(soak bool, soakFor time.Duration, only string, step, warmup time.Durati
 	}
 	if sections["3"] && ctx.Err() == nil {
 		logf("3. pod creation through kube-apiserver: %d pods per mode in %d interleaved rounds", pods, rounds)
-		if rep.API, err = bench.RunAPIServer(ctx, bench.APIOptions{Binary: bin, Pods: pods, Rounds: rounds, Parallelism: parallel}, logf); err != nil {
+		if rep.API, err = bench.RunAPIServer(ctx, bench.APIOptions{Binary: bin, BenchServer: benchServer, Pods: pods, Rounds: rounds, Parallelism: parallel}, logf); err != nil {
 			return err
 		}
 	}
