@@ -34,7 +34,7 @@ func BenchmarkStream(b *testing.B) {
 	b.SetBytes(int64(len(stream)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := Stream(bytes.NewReader(stream), io.Discard, pol, false); err != nil {
+		if _, err := Stream(bytes.NewReader(stream), io.Discard, pol, Options{}); err != nil {
 			b.Fatal(err)
 		}
 	}

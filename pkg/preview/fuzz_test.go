@@ -60,7 +60,7 @@ func FuzzStream(f *testing.F) {
 	pol := policy.Default()
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var out bytes.Buffer
-		_, err := Stream(bytes.NewReader(data), &out, pol, false)
+		_, err := Stream(bytes.NewReader(data), &out, pol, Options{})
 		if err != nil {
 			var ie *InputError
 			if !errors.As(err, &ie) && !errors.Is(err, ErrDenied) {
@@ -70,12 +70,12 @@ func FuzzStream(f *testing.F) {
 				return
 			}
 		}
-		_, _ = Stream(bytes.NewReader(data), io.Discard, pol, true)
+		_, _ = Stream(bytes.NewReader(data), io.Discard, pol, Options{Diff: true})
 		if err != nil {
 			return // denied: the output is the input for that document, no fixed point to check
 		}
 		var again bytes.Buffer
-		if _, err := Stream(bytes.NewReader(out.Bytes()), &again, pol, false); err != nil {
+		if _, err := Stream(bytes.NewReader(out.Bytes()), &again, pol, Options{}); err != nil {
 			t.Fatalf("the output does not read back: %v\ninput:\n%s\noutput:\n%s", err, data, out.Bytes())
 		}
 		if !bytes.Equal(out.Bytes(), again.Bytes()) {

@@ -47,7 +47,7 @@ func TestGolden(t *testing.T) {
 			}
 			defer func() { _ = f.Close() }()
 			var out bytes.Buffer
-			if _, err := Stream(f, &out, policy.Default(), false); err != nil {
+			if _, err := Stream(f, &out, policy.Default(), Options{}); err != nil {
 				t.Fatal(err)
 			}
 			golden := filepath.Join("testdata", name+".golden.yaml")
@@ -80,7 +80,7 @@ func TestUpstreamWorkloadsArePatched(t *testing.T) {
 			t.Fatal(err)
 		}
 		var out bytes.Buffer
-		res, err := Stream(bytes.NewReader(data), &out, policy.Default(), false)
+		res, err := Stream(bytes.NewReader(data), &out, policy.Default(), Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -133,17 +133,17 @@ spec:
       containers: [{name: pushgateway, image: p}]
 `
 	var out bytes.Buffer
-	_, err = Stream(strings.NewReader(bad+"---\n"+strings.Replace(bad, "name: a", "name: b", 1)), &out, reject, false)
+	_, err = Stream(strings.NewReader(bad+"---\n"+strings.Replace(bad, "name: a", "name: b", 1)), &out, reject, Options{})
 	if !errors.Is(err, ErrDenied) || !strings.Contains(err.Error(), "Deployment a") || !strings.Contains(err.Error(), "Deployment b") ||
 		!strings.Contains(err.Error(), `"soon"`) {
 		t.Errorf("err = %v, want both denials naming the value", err)
 	}
-	_, err = Stream(strings.NewReader("a: [unclosed\n"), &out, policy.Default(), false)
+	_, err = Stream(strings.NewReader("a: [unclosed\n"), &out, policy.Default(), Options{})
 	var ie *InputError
 	if !errors.As(err, &ie) {
 		t.Errorf("err = %v, want an InputError", err)
 	}
-	_, err = Stream(strings.NewReader("kind: Pod\nspec: {containers: 3}\n"), &out, policy.Default(), false)
+	_, err = Stream(strings.NewReader("kind: Pod\nspec: {containers: 3}\n"), &out, policy.Default(), Options{})
 	if !errors.As(err, &ie) {
 		t.Errorf("err = %v, want an InputError for an undecodable pod", err)
 	}
@@ -160,7 +160,7 @@ spec:
     image: p
 `
 	var out bytes.Buffer
-	if _, err := Stream(strings.NewReader(in), &out, policy.Default(), true); err != nil {
+	if _, err := Stream(strings.NewReader(in), &out, policy.Default(), Options{Diff: true}); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"--- input", "+++ mutated", "lifecycle:\n+", "+  terminationGracePeriodSeconds: 45", "+    pushgateway-lifecycle.io/status: "} {
