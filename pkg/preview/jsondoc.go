@@ -457,7 +457,7 @@ func (o *jsonObject) set(parent []string, key string, v any) error {
 	}
 	if len(ms) == 0 {
 		var text []byte
-		if o.st.unit == "" {
+		if o.st.unit == "" || !o.ownsLine(ps) {
 			val, err := o.render(v, "", false)
 			if err != nil {
 				return err
@@ -492,6 +492,20 @@ func (o *jsonObject) set(parent []string, key string, v any) error {
 	}
 	o.splice(last.valEnd, last.valEnd, concat(sep, qkey, colon, val))
 	return nil
+}
+
+// ownsLine reports whether the value at pos is the only member on its line ("key": {} or a
+// lone {}), so that what is put into it may span lines; in a one-line object it stays on one.
+func (o *jsonObject) ownsLine(pos int) bool {
+	lineStart := bytes.LastIndexByte(o.b[:pos], '\n') + 1
+	i := skipWS(o.b[:pos], lineStart)
+	if i < pos && o.b[i] == '"' {
+		i = skipWS(o.b[:pos], skipString(o.b, i))
+		if i < pos && o.b[i] == ':' {
+			i = skipWS(o.b[:pos], i+1)
+		}
+	}
+	return i == pos
 }
 
 func concat(parts ...[]byte) []byte {

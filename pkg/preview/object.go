@@ -180,9 +180,11 @@ func mutateObject(o object, pol *policy.Policy) (Result, error) {
 	}
 	if o.shape(append(tplPath, "metadata")...) != shapeMap {
 		// A template without metadata gets an empty one for the annotation patch to land in.
-		if err := o.apply([]byte(`[{"op":"add","path":"` + ptr + `/metadata","value":{}}]`)); err != nil {
+		pre := []byte(`[{"op":"add","path":"` + ptr + `/metadata","value":{}}]`)
+		if err := o.apply(pre); err != nil {
 			return res, fmt.Errorf("%s: %w", label, err)
 		}
+		res.Patches = append(res.Patches, pre)
 	}
 	patch, err := webhook.BuildPatch(&d)
 	if err != nil {
@@ -195,6 +197,7 @@ func mutateObject(o object, pol *policy.Policy) (Result, error) {
 	if err := o.apply(patch); err != nil {
 		return res, fmt.Errorf("%s: applying the patch: %w", label, err)
 	}
+	res.Patches = append(res.Patches, patch)
 	res.Mutated = true
 	return res, nil
 }

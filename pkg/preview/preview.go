@@ -42,7 +42,11 @@ type Result struct {
 	// Mutated is false for objects left byte for byte as they came; for a List, true when
 	// any item was mutated.
 	Mutated bool
-	// Items are the results of a List's items, in order.
+	// Patches are the JSON patches applied to the object, in order, with paths relative to
+	// it: the webhook's own patch for the pod, under the pointer of the pod template (and, first,
+	// an empty metadata for a template without one).
+	Patches [][]byte
+	// Items are the results of a List's items that are objects, in order.
 	Items []Result
 	// Notices are the objects (this one, or items of this List) read but not placed.
 	Notices []Notice

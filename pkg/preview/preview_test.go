@@ -24,12 +24,14 @@ func goldenInputs(t *testing.T) map[string]string {
 		t.Fatal(err)
 	}
 	for _, p := range files {
-		in["upstream-"+strings.TrimSuffix(filepath.Base(p), ".yaml")] = p
+		in["upstream-"+filepath.Base(p)] = p
 	}
-	local, _ := filepath.Glob("testdata/*.yaml")
-	for _, p := range local {
-		if !strings.HasSuffix(p, ".golden.yaml") {
-			in[strings.TrimSuffix(filepath.Base(p), ".yaml")] = p
+	for _, ext := range []string{".yaml", ".json"} {
+		local, _ := filepath.Glob("testdata/*" + ext)
+		for _, p := range local {
+			if !strings.HasSuffix(p, ".golden"+ext) {
+				in[filepath.Base(p)] = p
+			}
 		}
 	}
 	if len(in) == 0 {
@@ -38,19 +40,26 @@ func goldenInputs(t *testing.T) map[string]string {
 	return in
 }
 
+// TestGolden compares the output for each input with testdata/NAME.golden.EXT, and checks
+// the properties of checkStream on it: a second pass changes nothing, JSON stays JSON and is
+// exactly the input with the webhook's patch applied.
 func TestGolden(t *testing.T) {
-	for name, path := range goldenInputs(t) {
+	for file, path := range goldenInputs(t) {
+		ext := filepath.Ext(file)
+		name := strings.TrimSuffix(file, ext)
 		t.Run(name, func(t *testing.T) {
-			f, err := os.Open(path)
+			in, err := os.ReadFile(path)
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer func() { _ = f.Close() }()
 			var out bytes.Buffer
-			if _, err := Stream(f, &out, policy.Default(), Options{}); err != nil {
+			if _, err := Stream(bytes.NewReader(in), &out, policy.Default(), Options{}); err != nil {
 				t.Fatal(err)
 			}
-			golden := filepath.Join("testdata", name+".golden.yaml")
+			if got := checkStream(t, in, policy.Default()); !bytes.Equal(got, out.Bytes()) {
+				t.Fatal("two runs differ")
+			}
+			golden := filepath.Join("testdata", name+".golden"+ext)
 			if *update {
 				if err := os.WriteFile(golden, out.Bytes(), 0o644); err != nil {
 					t.Fatal(err)
