@@ -96,6 +96,29 @@ func detectStyle(v []byte) *jsonStyle {
 	return st
 }
 
+// spaced reports whether the document separates keys from values with a space, as
+// `kubectl -o json` and Python's json.dumps do; values written on one line then get ", " and
+// ": " too.
+func (st *jsonStyle) spaced() bool { return strings.HasSuffix(st.colon, " ") }
+
+// respace puts a space after each "," and ":" of compact JSON outside strings.
+func respace(c []byte) []byte {
+	out := make([]byte, 0, len(c)+len(c)/4)
+	for i := 0; i < len(c); i++ {
+		switch c[i] {
+		case '"':
+			end := skipString(c, i)
+			out = append(out, c[i:end]...)
+			i = end - 1
+		case ',', ':':
+			out = append(out, c[i], ' ')
+		default:
+			out = append(out, c[i])
+		}
+	}
+	return out
+}
+
 func skipWS(b []byte, i int) int {
 	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
 		i++
@@ -383,6 +406,9 @@ func (o *jsonObject) render(v any, indent string, multiline bool) ([]byte, error
 		return nil, err
 	}
 	out := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	if !multiline && o.st.spaced() {
+		out = respace(out)
+	}
 	if multiline && o.st.nl != "\n" {
 		out = bytes.ReplaceAll(out, []byte("\n"), []byte(o.st.nl))
 	}
@@ -480,6 +506,8 @@ func (o *jsonObject) set(parent []string, key string, v any) error {
 	sep := append([]byte(","), o.b[ps+1:ms[0].keyStart]...)
 	if len(ms) > 1 {
 		sep = o.b[ms[len(ms)-2].valEnd:last.keyStart]
+	} else if bytes.IndexByte(sep, '\n') < 0 && o.st.spaced() {
+		sep = []byte(", ")
 	}
 	colon := o.b[last.keyEnd:last.valStart]
 	indent, multiline := "", false

@@ -35,16 +35,20 @@ var templatePointers = map[string]string{
 	"apps.kruise.io/CloneSet": "/spec/template",
 }
 
-// customGroups are the API groups of the custom kinds in templatePointers.
+// customGroups are the API groups of the custom kinds in templatePointers; their other kinds
+// fall back to the built-in names (OpenKruise's Advanced StatefulSet and DaemonSet).
 var customGroups = map[string]bool{"argoproj.io": true, "apps.kruise.io": true}
 
 // templatePointer returns the pointer of the pod template of an object of this apiVersion
 // and kind, and false for a kind mutate does not know.
 func templatePointer(apiVersion, kind string) (string, bool) {
-	group, _, found := strings.Cut(apiVersion, "/")
-	if found && customGroups[group] {
-		p, ok := templatePointers[group+"/"+kind]
-		return p, ok
+	if group, _, found := strings.Cut(apiVersion, "/"); found && customGroups[group] {
+		if p, ok := templatePointers[group+"/"+kind]; ok {
+			return p, true
+		}
+	}
+	if strings.Contains(kind, "/") {
+		return "", false
 	}
 	p, ok := templatePointers[kind]
 	return p, ok
