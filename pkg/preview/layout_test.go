@@ -72,8 +72,8 @@ func TestJSONLayout(t *testing.T) {
     }
 }`},
 		{name: "tabs, CRLF, an existing preStop replaced, an empty map inside a one-line object",
-			pol: replace,
-			in:  "{\r\n\t\"kind\": \"Pod\",\r\n\t\"metadata\": {\"labels\": {" + inject + "}, \"annotations\": {}},\r\n\t\"spec\": {\r\n\t\t\"containers\": [\r\n\t\t\t{\r\n\t\t\t\t\"name\": \"pushgateway\",\r\n\t\t\t\t\"lifecycle\": {\r\n\t\t\t\t\t\"preStop\": {\"exec\": {\"command\": [\"sleep\", \"1\"]}}\r\n\t\t\t\t}\r\n\t\t\t}\r\n\t\t]\r\n\t}\r\n}",
+			pol:  replace,
+			in:   "{\r\n\t\"kind\": \"Pod\",\r\n\t\"metadata\": {\"labels\": {" + inject + "}, \"annotations\": {}},\r\n\t\"spec\": {\r\n\t\t\"containers\": [\r\n\t\t\t{\r\n\t\t\t\t\"name\": \"pushgateway\",\r\n\t\t\t\t\"lifecycle\": {\r\n\t\t\t\t\t\"preStop\": {\"exec\": {\"command\": [\"sleep\", \"1\"]}}\r\n\t\t\t\t}\r\n\t\t\t}\r\n\t\t]\r\n\t}\r\n}",
 			want: "{\r\n\t\"kind\": \"Pod\",\r\n\t\"metadata\": {\"labels\": {" + inject + "}, \"annotations\": {\"pushgateway-lifecycle.io/status\": \"injected: sleep 30s on pushgateway (replaced existing preStop on pushgateway); terminationGracePeriodSeconds 30->45\"}},\r\n\t\"spec\": {\r\n\t\t\"containers\": [\r\n\t\t\t{\r\n\t\t\t\t\"name\": \"pushgateway\",\r\n\t\t\t\t\"lifecycle\": {\r\n\t\t\t\t\t\"preStop\": {\r\n\t\t\t\t\t\t\"sleep\": {\r\n\t\t\t\t\t\t\t\"seconds\": 30\r\n\t\t\t\t\t\t}\r\n\t\t\t\t\t}\r\n\t\t\t\t}\r\n\t\t\t}\r\n\t\t],\r\n\t\t\"terminationGracePeriodSeconds\": 45\r\n\t}\r\n}"},
 		{name: "a comment line before the JSON, and escapes kept as written",
 			in:   "# Source: chart/templates/pod.json\n" + `{"kind":"Pod","metadata":{"labels":{"pushgateway-lifecycle.io/inject":"true"},"annotations":{"note":"a\u003cb \/ c"}},"spec":{"containers":[{"name":"p"}]}}`,
