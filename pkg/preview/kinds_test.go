@@ -2,9 +2,13 @@ package preview
 
 import (
 	"bytes"
+	"encoding/json"
+	"errors"
 	"os"
 	"strings"
 	"testing"
+
+	"sigs.k8s.io/yaml"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/webhook"
@@ -147,5 +151,42 @@ func TestDiffJSON(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("diff lacks %q:\n%s", want, out.String())
 		}
+	}
+}
+
+// TestListDenial: with onInvalid: reject, a denied item of a List stays as it was and is
+// reported; the other items are still mutated, in either format.
+func TestListDenial(t *testing.T) {
+	reject, err := policy.Parse([]byte("onInvalid: reject\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := func(name, ann string) string {
+		return `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"` + name + `","labels":{"app.kubernetes.io/name":"pushgateway"},"annotations":{` + ann + `}},"spec":{"containers":[{"name":"pushgateway"}]}}`
+	}
+	list := `{"apiVersion":"v1","kind":"List","items":[` + pod("bad", `"pushgateway-lifecycle.io/pre-stop-sleep":"soon"`) + `,` + pod("good", "") + `]}`
+	var obj any
+	if err := json.Unmarshal([]byte(list), &obj); err != nil {
+		t.Fatal(err)
+	}
+	asYAML, err := yaml.Marshal(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, in := range map[string]string{"json": list + "\n", "yaml": string(asYAML)} {
+		t.Run(name, func(t *testing.T) {
+			var out bytes.Buffer
+			res, err := Stream(strings.NewReader(in), &out, reject, Options{})
+			if !errors.Is(err, ErrDenied) || !strings.Contains(err.Error(), "Pod bad") || strings.Contains(err.Error(), "Pod good") {
+				t.Fatalf("err = %v, want the denial of Pod bad only", err)
+			}
+			if len(res) != 1 || len(res[0].Items) != 2 || res[0].Items[0].Mutated || !res[0].Items[1].Mutated {
+				t.Fatalf("results %+v", res)
+			}
+			if n := strings.Count(out.String(), "pushgateway-lifecycle.io/status"); n != 1 {
+				t.Errorf("%d status annotations in the output, want the good pod's only:\n%s", n, out.String())
+			}
+			checkStream(t, []byte(in), reject)
+		})
 	}
 }

@@ -170,14 +170,17 @@ func Document(doc []byte, pol *policy.Policy) ([]byte, []Result, error) {
 	}
 	r, err := mutateObject(yamlObject{root}, pol)
 	r.Format = FormatYAML
-	if err != nil || !r.Mutated {
+	var ie *InputError
+	if !r.Mutated || errors.As(err, &ie) {
 		return doc, []Result{r}, err
 	}
-	y, err := encodeNode(&node)
-	if err != nil {
-		return nil, []Result{r}, err
+	// Mutated, possibly with a denial: the denied items of a List stay as they were, the
+	// others are written mutated.
+	y, encErr := encodeNode(&node)
+	if encErr != nil {
+		return nil, []Result{r}, encErr
 	}
-	return y, []Result{r}, nil
+	return y, []Result{r}, err
 }
 
 // jsonDocument mutates each object among the JSON values of a document and splices the
