@@ -73,17 +73,24 @@ type jsonStyle struct {
 	unit, nl, colon string
 }
 
-func detectStyle(v []byte) *jsonStyle {
+// detectStyle reads the layout of a top-level value that starts on a line indented by base:
+// the unit is the indentation of its first member's line, less base.
+func detectStyle(v []byte, base string) *jsonStyle {
 	st := &jsonStyle{nl: "\n", colon: ":"}
 	if bytes.Contains(v, []byte("\r\n")) {
 		st.nl = "\r\n"
 	}
-	if i := bytes.IndexByte(v, '\n'); i >= 0 {
+	for i := bytes.IndexByte(v, '\n'); i >= 0; {
 		j := i + 1
-		for j < len(v) && (v[j] == ' ' || v[j] == '\t') {
+		for j < len(v) && (v[j] == ' ' || v[j] == '\t' || v[j] == '\r') {
 			j++
 		}
-		st.unit = string(v[i+1 : j])
+		if j < len(v) && v[j] == '\n' { // a blank line
+			i = j
+			continue
+		}
+		st.unit = strings.TrimPrefix(strings.TrimRight(string(v[i+1:j]), "\r"), base)
+		break
 	}
 	if st.unit != "" {
 		st.colon = ": "

@@ -190,3 +190,20 @@ func TestListDenial(t *testing.T) {
 		})
 	}
 }
+
+// TestDocsListKinds: docs/mutate.md names every kind mutate places.
+func TestDocsListKinds(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/mutate.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range HandledKinds() {
+		group, kind, custom := strings.Cut(k, "/")
+		if !custom {
+			kind = group
+		}
+		if !bytes.Contains(doc, []byte("`"+kind+"`")) || (custom && !bytes.Contains(doc, []byte("`"+group+"`"))) {
+			t.Errorf("docs/mutate.md does not name %s", k)
+		}
+	}
+}

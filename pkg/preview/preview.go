@@ -199,7 +199,7 @@ func jsonDocument(doc []byte, spans [][2]int, pol *policy.Policy) ([]byte, []Res
 			return nil, results, &InputError{fmt.Errorf("not valid for Kubernetes: %w", err)}
 		}
 		base, _ := lineIndentAt(doc, sp[0])
-		o := &jsonObject{b: v, base: base, st: detectStyle(v)}
+		o := &jsonObject{b: v, base: base, st: detectStyle(v, base)}
 		r, err := mutateObject(o, pol)
 		r.Format = FormatJSON
 		results = append(results, r)
