@@ -106,6 +106,7 @@ func TestLists(t *testing.T) {
 	}{
 		{"kubectl List, JSON", `{"apiVersion":"v1","kind":"List","metadata":{"resourceVersion":""},"items":[` + item("a") + `,{"apiVersion":"v1","kind":"Service","metadata":{"name":"s"}},` + item("b") + `]}`, []bool{true, false, true}},
 		{"API list kind", `{"apiVersion":"apps/v1","kind":"DeploymentList","metadata":{"resourceVersion":"7"},"items":[` + item("a") + `]}`, []bool{true}},
+		{"API list, items without their kind", `{"apiVersion":"apps/v1","kind":"StatefulSetList","items":[` + strings.Replace(item("a"), `"apiVersion":"apps/v1","kind":"Deployment",`, "", 1) + `]}`, []bool{true}},
 		{"List of a List", `{"kind":"List","items":[{"kind":"List","items":[` + item("a") + `]}]}`, []bool{true}},
 		{"kubectl List, YAML", "apiVersion: v1\nkind: List\nmetadata:\n  resourceVersion: \"\"\nitems:\n- " + item("a") + "\n- apiVersion: v1\n  kind: Service\n  metadata: {name: s}\n", []bool{true, false}},
 	} {
@@ -117,6 +118,9 @@ func TestLists(t *testing.T) {
 			}
 			if len(res) != 1 || !res[0].Mutated || len(res[0].Items) != len(tc.mutated) {
 				t.Fatalf("results %+v", res)
+			}
+			if k := res[0].Items[0].Kind; k != "Deployment" && k != "StatefulSet" && k != "List" {
+				t.Errorf("first item's kind %q", k)
 			}
 			for i, want := range tc.mutated {
 				if got := res[0].Items[i].Mutated; got != want {
@@ -205,5 +209,53 @@ func TestDocsListKinds(t *testing.T) {
 		if !bytes.Contains(doc, []byte("`"+kind+"`")) || (custom && !bytes.Contains(doc, []byte("`"+group+"`"))) {
 			t.Errorf("docs/mutate.md does not name %s", k)
 		}
+	}
+}
+
+// TestKubectlOutputMinimalDiff: on what kubectl v1.37.2 printed for a real API server
+// (testdata/kubectl-*: `get deploy -o yaml|json`, `get pod -o json`, `get --raw` of a
+// DeploymentList), the diff only adds the webhook's lines: the one line it removes is the old
+// grace period, or (JSON) a line that gains its comma; List fields, key order and the
+// sequence style of kubectl's YAML are untouched.
+func TestKubectlOutputMinimalDiff(t *testing.T) {
+	for _, name := range []string{"kubectl-get-deploy-list.yaml", "kubectl-get-deploy-list.json", "kubectl-get-pod.json", "kubectl-get-raw-deploymentlist.json"} {
+		t.Run(name, func(t *testing.T) {
+			in, err := os.ReadFile("testdata/" + name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out bytes.Buffer
+			res, err := Stream(bytes.NewReader(in), &out, policy.Default(), Options{Diff: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !res[0].Mutated || len(Notices(res)) > 0 {
+				t.Fatalf("mutated %v, notices %v", res[0].Mutated, Notices(res))
+			}
+			added := map[string]bool{}
+			var removed []string
+			for _, l := range strings.Split(out.String(), "\n") {
+				switch {
+				case strings.HasPrefix(l, "+++"), strings.HasPrefix(l, "---"):
+				case strings.HasPrefix(l, "+"):
+					added[l[1:]] = true
+				case strings.HasPrefix(l, "-"):
+					removed = append(removed, l[1:])
+				}
+			}
+			graces := 0
+			for _, l := range removed {
+				switch {
+				case strings.Contains(l, "terminationGracePeriodSeconds"):
+					graces++
+				case added[l+","]:
+				default:
+					t.Errorf("removed line %q", l)
+				}
+			}
+			if graces != 1 || len(added) < 7 {
+				t.Errorf("%d grace lines removed, %d lines added:\n%s", graces, len(added), out.String())
+			}
+		})
 	}
 }

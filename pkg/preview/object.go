@@ -107,18 +107,26 @@ type object interface {
 // mutateObject places, decides and patches one object; for a List it does so for each item.
 // A denial is returned as an error wrapping ErrDenied (every item of a List is still
 // processed); an *InputError stops at once.
-func mutateObject(o object, pol *policy.Policy) (Result, error) {
+//
+// typeOf is the apiVersion and kind for an object that carries none: the items of an API
+// list (a DeploymentList as the API server returns it) do not repeat their kind.
+func mutateObject(o object, pol *policy.Policy, typeOf [2]string) (Result, error) {
 	var res Result
-	res.Kind = o.str("kind")
-	res.Name = o.str("metadata", "name")
-	label := res.Kind + "/" + res.Name
-	if res.Name == "" {
-		label = res.Kind + " (no name)"
+	apiVersion, kind := o.str("apiVersion"), o.str("kind")
+	if kind == "" {
+		apiVersion, kind = typeOf[0], typeOf[1]
 	}
+	res.Kind = kind
+	res.Name = o.str("metadata", "name")
+	label := Notice{Kind: res.Kind, Name: res.Name}.object()
 	if isListKind(res.Kind) && o.shape("items") == shapeSeq {
+		var itemType [2]string
+		if res.Kind != "List" {
+			itemType = [2]string{apiVersion, strings.TrimSuffix(res.Kind, "List")}
+		}
 		var denials []error
 		err := o.eachItem(func(i int, item object) error {
-			r, err := mutateObject(item, pol)
+			r, err := mutateObject(item, pol, itemType)
 			res.Items = append(res.Items, r)
 			res.Notices = append(res.Notices, r.Notices...)
 			if r.Mutated {
@@ -141,7 +149,7 @@ func mutateObject(o object, pol *policy.Policy) (Result, error) {
 		}
 		return res, errors.Join(denials...)
 	}
-	ptr, known := templatePointer(o.str("apiVersion"), res.Kind)
+	ptr, known := templatePointer(apiVersion, res.Kind)
 	if !known {
 		for _, p := range podTemplateCandidates {
 			if o.shape(p...) == shapeMap && o.shape(append(p, "spec", "containers")...) == shapeSeq {
@@ -216,9 +224,17 @@ type Notice struct {
 }
 
 func (n Notice) String() string {
-	obj := n.Kind + "/" + n.Name
-	if n.Name == "" {
-		obj = n.Kind + " (no name)"
+	return "document " + strconv.Itoa(n.Document) + ": " + n.object() + ": " + n.Reason
+}
+
+// object names the object as kubectl does, Kind/name.
+func (n Notice) object() string {
+	kind, name := n.Kind, n.Name
+	if kind == "" {
+		kind = "(no kind)"
 	}
-	return "document " + strconv.Itoa(n.Document) + ": " + obj + ": " + n.Reason
+	if name == "" {
+		return kind + " (no name)"
+	}
+	return kind + "/" + name
 }

@@ -168,7 +168,7 @@ func Document(doc []byte, pol *policy.Policy) ([]byte, []Result, error) {
 		// A list or a scalar document: not a Kubernetes object, passed through as is.
 		return doc, []Result{res}, nil
 	}
-	r, err := mutateObject(yamlObject{root}, pol)
+	r, err := mutateObject(yamlObject{root}, pol, [2]string{})
 	r.Format = FormatYAML
 	var ie *InputError
 	if !r.Mutated || errors.As(err, &ie) {
@@ -200,7 +200,7 @@ func jsonDocument(doc []byte, spans [][2]int, pol *policy.Policy) ([]byte, []Res
 		}
 		base, _ := lineIndentAt(doc, sp[0])
 		o := &jsonObject{b: v, base: base, st: detectStyle(v, base)}
-		r, err := mutateObject(o, pol)
+		r, err := mutateObject(o, pol, [2]string{})
 		r.Format = FormatJSON
 		results = append(results, r)
 		if o.changed {
