@@ -88,5 +88,9 @@ var listAndJSONSeeds = []string{
 	"{\"kind\": \"Deployment\", \"spec\": {\"template\": {\"spec\": {\"containers\": [{\"name\": \"pushgateway\"}]}}}, \"x\": {\"kind\": \"Pod\"}}\n---\nkind: Pod\n",
 	"kind: List\nitems: {a: b}\n---\nkind: AllowList\nspec: {template: {spec: {containers: []}}}\n---\nkind: DeploymentList\nitems: [1, [2], {kind: StatefulSet, spec: {template: {metadata: {labels: {pushgateway-lifecycle.io/inject: 'true'}}, spec: {containers: [{name: c}]}}}}]\n",
 	"apiVersion: argoproj.io/v1alpha1\nkind: Rollout\nmetadata: {name: r}\nspec:\n  template:\n    metadata: {labels: {app.kubernetes.io/name: pushgateway}}\n    spec: {containers: [{name: pushgateway}]}\n---\nkind: PodTemplate\ntemplate: {metadata: {labels: {app.kubernetes.io/name: pushgateway}}, spec: {containers: [{name: pushgateway}]}}\n---\napiVersion: example.com/v1\nkind: Widget\nspec: {template: {spec: {containers: [{name: pushgateway}]}}}\n",
+	// YAML aliases: a List that contains itself, an item repeated.
+	"kind: List\nitems: &a\n- kind: List\n  items: *a\n",
+	"&r\nkind: List\nitems:\n- *r\n",
+	"kind: List\nitems:\n- &p {kind: Pod, metadata: {labels: {app.kubernetes.io/name: pushgateway}}, spec: {containers: [{name: pushgateway}]}}\n- *p\n- *p\n",
 	"{\"apiVersion\":\"v1\",\"kind\":\"List\",\"items\":[{\"apiVersion\":\"apps.kruise.io/v1alpha1\",\"kind\":\"CloneSet\",\"metadata\":{\"name\":\"c\"},\"spec\":{\"template\":{\"metadata\":{\"labels\":{\"app.kubernetes.io/name\":\"pushgateway\"}},\"spec\":{\"containers\":[{\"name\":\"pushgateway\"}]}}}},{\"apiVersion\":\"example.com/v1\",\"kind\":\"Widget\",\"spec\":{\"template\":{\"spec\":{\"containers\":[]}}}}]}",
 }

@@ -168,7 +168,7 @@ func Document(doc []byte, pol *policy.Policy) ([]byte, []Result, error) {
 		// A list or a scalar document: not a Kubernetes object, passed through as is.
 		return doc, []Result{res}, nil
 	}
-	r, err := mutateObject(yamlObject{root}, pol, [2]string{})
+	r, err := mutateObject(newYAMLObject(root), pol, [2]string{})
 	r.Format = FormatYAML
 	var ie *InputError
 	if !r.Mutated || errors.As(err, &ie) {

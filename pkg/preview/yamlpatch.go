@@ -153,7 +153,16 @@ func findSeqStyle(n *yaml.Node, depth int) (compact, found bool) {
 }
 
 // yamlObject is an object read from a YAML document tree; patches edit the tree in place.
-type yamlObject struct{ n *yaml.Node }
+// seen holds the objects of the document already read: an alias makes a List item the same
+// node as another object, or as the List itself (a cycle), and each is read once.
+type yamlObject struct {
+	n    *yaml.Node
+	seen map[*yaml.Node]bool
+}
+
+func newYAMLObject(root *yaml.Node) yamlObject {
+	return yamlObject{n: root, seen: map[*yaml.Node]bool{root: true}}
+}
 
 func (o yamlObject) at(path []string) *yaml.Node {
 	n, err := walk(o.n, path)
@@ -201,10 +210,11 @@ func (o yamlObject) eachItem(fn func(int, object) error) error {
 		if item.Kind == yaml.AliasNode {
 			item = item.Alias
 		}
-		if item.Kind != yaml.MappingNode {
+		if item.Kind != yaml.MappingNode || o.seen[item] {
 			continue
 		}
-		if err := fn(i, yamlObject{item}); err != nil {
+		o.seen[item] = true
+		if err := fn(i, yamlObject{n: item, seen: o.seen}); err != nil {
 			return err
 		}
 	}
