@@ -293,9 +293,9 @@ func (o *jsonObject) lookup(path []string) (start, end int, ok bool, err error) 
 				return 0, 0, false, nil
 			}
 		case i < len(o.b) && o.b[i] == '[':
-			n, err := strconv.Atoi(t)
 			els := parseArray(o.b, i)
-			if err != nil || n < 0 || n >= len(els) {
+			n, ok := arrayIndex(t, len(els))
+			if !ok {
 				return 0, 0, false, nil
 			}
 			i = els[n][0]
@@ -304,6 +304,13 @@ func (o *jsonObject) lookup(path []string) (start, end int, ok bool, err error) 
 		}
 	}
 	return i, skipValue(o.b, i), true, nil
+}
+
+// arrayIndex reads a pointer token as an index into n elements; a token that is not one
+// means no such element, as in walk.
+func arrayIndex(t string, n int) (int, bool) {
+	i, err := strconv.Atoi(t)
+	return i, err == nil && i >= 0 && i < n
 }
 
 func (o *jsonObject) str(path ...string) string {
