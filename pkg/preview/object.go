@@ -194,7 +194,7 @@ func mutateObject(o object, pol *policy.Policy, typeOf [2]string) (Result, error
 		// A template without metadata gets an empty one for the annotation patch to land in.
 		pre := []byte(`[{"op":"add","path":"` + ptr + `/metadata","value":{}}]`)
 		if err := o.apply(pre); err != nil {
-			return res, fmt.Errorf("%s: %w", label, err)
+			return res, &InputError{fmt.Errorf("%s: %w", label, err)}
 		}
 		res.Patches = append(res.Patches, pre)
 	}
@@ -207,7 +207,10 @@ func mutateObject(o object, pol *policy.Policy, typeOf [2]string) (Result, error
 		return res, err
 	}
 	if err := o.apply(patch); err != nil {
-		return res, fmt.Errorf("%s: applying the patch: %w", label, err)
+		// The document is not shaped as its decoding suggested: a null container ("- " with
+		// nothing after it) decodes as an empty one but has nowhere to put a hook. The API
+		// server would refuse such a pod; so does mutate, as bad input.
+		return res, &InputError{fmt.Errorf("%s: the webhook's patch does not apply: %w", label, err)}
 	}
 	res.Patches = append(res.Patches, patch)
 	res.Mutated = true
