@@ -111,6 +111,7 @@ func encodeNode(doc *yaml.Node) ([]byte, error) {
 	if compactSequences(doc) {
 		enc.CompactSeqIndent()
 	}
+	spellFlowNulls(doc, false)
 	if err := enc.Encode(doc); err != nil {
 		return nil, err
 	}
@@ -118,6 +119,22 @@ func encodeNode(doc *yaml.Node) ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// spellFlowNulls writes "null" into the empty null scalars of flow collections: the encoder
+// writes an empty one there as '' ({"spec"} would come back as {"spec": ''}, a string), so
+// the output would not read back as the input did. An empty null in block style ("spec:")
+// is written as it was and left alone.
+func spellFlowNulls(n *yaml.Node, inFlow bool) {
+	if n.Kind == yaml.ScalarNode && inFlow && n.Tag == "!!null" && n.Value == "" {
+		n.Value = "null"
+	}
+	if n.Kind == yaml.MappingNode || n.Kind == yaml.SequenceNode {
+		inFlow = inFlow || n.Style&yaml.FlowStyle != 0
+	}
+	for _, c := range n.Content {
+		spellFlowNulls(c, inFlow)
+	}
 }
 
 // compactSequences reports whether the first block sequence that is the value of a mapping
