@@ -122,8 +122,8 @@ func encodeNode(doc *yaml.Node) ([]byte, error) {
 }
 
 // spellFlowNulls writes "null" into the empty null scalars of flow collections: the encoder
-// writes an empty one there as '' ({"spec"} would come back as {"spec": ''}, a string), so
-// the output would not read back as the input did. An empty null in block style ("spec:")
+// writes an empty one there as an empty quoted string ({"spec"} would come back with "spec"
+// a string), so the output would not read back as the input did. An empty null in block style ("spec:")
 // is written as it was and left alone.
 func spellFlowNulls(n *yaml.Node, inFlow bool) {
 	if n.Kind == yaml.ScalarNode && inFlow && n.Tag == "!!null" && n.Value == "" {
