@@ -47,7 +47,7 @@ func TestGolden(t *testing.T) {
 	for file, path := range goldenInputs(t) {
 		ext := filepath.Ext(file)
 		name := strings.TrimSuffix(file, ext)
-		t.Run(name, func(t *testing.T) {
+		t.Run(file, func(t *testing.T) {
 			in, err := os.ReadFile(path)
 			if err != nil {
 				t.Fatal(err)
