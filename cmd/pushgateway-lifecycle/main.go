@@ -26,7 +26,7 @@ import (
 // Exit codes of mutate (documented in the README).
 const (
 	exitOK      = 0
-	exitDenied  = 1
+	exitDenied  = 1 // a denial, or with --strict an object not placed
 	exitBadArgs = 2
 )
 
@@ -34,8 +34,8 @@ const usage = `pushgateway-lifecycle: graceful shutdown for Prometheus Pushgatew
 
 Usage:
   pushgateway-lifecycle serve  [flags]   serve the admission webhook
-  pushgateway-lifecycle mutate -f FILE|- [--policy FILE] [--diff]
-                                         apply the mutation to YAML (Helm post-renderer)
+  pushgateway-lifecycle mutate -f FILE|- [--policy FILE] [--diff] [--strict]
+                                         apply the mutation to YAML or JSON (Helm post-renderer)
   pushgateway-lifecycle audit [-n NS|-A] [-o wide|json|yaml]
                                          list unprotected Pushgateway pods and their fix
   pushgateway-lifecycle admission-policy [--policy FILE]
@@ -142,9 +142,10 @@ func serve(args []string, stderr io.Writer) int {
 func mutate(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := pflag.NewFlagSet("mutate", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
-	file := fs.StringP("filename", "f", "", `YAML file to mutate ("-" for standard input).`)
+	file := fs.StringP("filename", "f", "", `YAML or JSON file to mutate ("-" for standard input); Lists are mutated item by item.`)
 	policyFile := fs.String("policy", "", "Policy file (YAML); built-in defaults without it.")
 	diff := fs.Bool("diff", false, "Print a unified diff instead of the mutated documents.")
+	strict := fs.Bool("strict", false, "Exit 1 when a document carries a pod template mutate cannot place (each one is named on stderr either way).")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return exitOK
@@ -171,9 +172,16 @@ func mutate(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		defer func() { _ = f.Close() }()
 		in = f
 	}
-	_, err = preview.Stream(in, stdout, pol, *diff)
+	res, err := preview.Stream(in, stdout, pol, preview.Options{Diff: *diff})
+	notices := preview.Notices(res)
+	for _, n := range notices {
+		fmt.Fprintln(stderr, "notice:", n)
+	}
 	var ie *preview.InputError
 	switch {
+	case err == nil && *strict && len(notices) > 0:
+		fmt.Fprintf(stderr, "error: --strict: %d object(s) not placed\n", len(notices))
+		return exitDenied
 	case err == nil:
 		return exitOK
 	case errors.As(err, &ie):

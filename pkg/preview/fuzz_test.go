@@ -2,7 +2,6 @@ package preview
 
 import (
 	"bytes"
-	"errors"
 	"io"
 	"os"
 	"testing"
@@ -48,8 +47,10 @@ var streamSeeds = []string{
 }
 
 // FuzzStream: the mutate reader never panics; it fails only with an input error or a
-// denial (anything else is our bug, not the user's); and what it writes is a fixed point:
-// mutating the output again changes nothing, as Helm post-rendering twice must not.
+// denial (anything else is our bug, not the user's); and what it writes has the properties
+// of checkStream: a fixed point (mutating the output again changes nothing, as Helm
+// post-rendering twice must not), JSON documents stay JSON, and each JSON object, List items
+// included, is its input with the webhook's patch applied.
 func FuzzStream(f *testing.F) {
 	for _, d := range fuzzFixtures(f) {
 		f.Add(d)
@@ -57,29 +58,39 @@ func FuzzStream(f *testing.F) {
 	for _, s := range streamSeeds {
 		f.Add([]byte(s))
 	}
+	for _, s := range listAndJSONSeeds {
+		f.Add([]byte(s))
+	}
 	pol := policy.Default()
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var out bytes.Buffer
-		_, err := Stream(bytes.NewReader(data), &out, pol, false)
-		if err != nil {
-			var ie *InputError
-			if !errors.As(err, &ie) && !errors.Is(err, ErrDenied) {
-				t.Fatalf("neither an input error nor a denial: %v", err)
-			}
-			if errors.As(err, &ie) {
-				return
-			}
-		}
-		_, _ = Stream(bytes.NewReader(data), io.Discard, pol, true)
-		if err != nil {
-			return // denied: the output is the input for that document, no fixed point to check
-		}
-		var again bytes.Buffer
-		if _, err := Stream(bytes.NewReader(out.Bytes()), &again, pol, false); err != nil {
-			t.Fatalf("the output does not read back: %v\ninput:\n%s\noutput:\n%s", err, data, out.Bytes())
-		}
-		if !bytes.Equal(out.Bytes(), again.Bytes()) {
-			t.Fatalf("mutating the output again changes it\ninput:\n%s\nfirst:\n%s\nsecond:\n%s", data, out.Bytes(), again.Bytes())
+		if checkStream(t, data, pol) != nil {
+			_, _ = Stream(bytes.NewReader(data), io.Discard, pol, Options{Diff: true})
 		}
 	})
+}
+
+// listAndJSONSeeds are the shapes of the List and JSON readers: kubectl's Lists in both
+// formats, JSON in every layout (compact, indented by 2 and 4, tabs, CRLF, after a comment,
+// several values in one document), escaped and repeated keys, Lists holding non-objects and
+// Lists, and the kinds that earn a notice.
+var listAndJSONSeeds = []string{
+	"apiVersion: v1\nkind: List\nmetadata:\n  resourceVersion: \"\"\nitems:\n- apiVersion: apps/v1\n  kind: Deployment\n  metadata:\n    name: a\n  spec:\n    template:\n      metadata:\n        labels:\n          app.kubernetes.io/name: pushgateway\n      spec:\n        containers:\n        - name: pushgateway\n          image: p\n- apiVersion: v1\n  kind: Service\n  metadata:\n    name: s\n",
+	"{\n    \"apiVersion\": \"v1\",\n    \"items\": [\n        {\n            \"apiVersion\": \"apps/v1\",\n            \"kind\": \"Deployment\",\n            \"metadata\": {\n                \"name\": \"a\"\n            },\n            \"spec\": {\n                \"template\": {\n                    \"metadata\": {\n                        \"labels\": {\n                            \"app.kubernetes.io/name\": \"pushgateway\"\n                        }\n                    },\n                    \"spec\": {\n                        \"containers\": [\n                            {\n                                \"name\": \"pushgateway\"\n                            }\n                        ]\n                    }\n                }\n            }\n        }\n    ],\n    \"kind\": \"List\",\n    \"metadata\": {\n        \"resourceVersion\": \"\"\n    }\n}\n",
+	`{"kind":"PodList","items":[{"kind":"Pod","metadata":{"labels":{"pushgateway-lifecycle.io/inject":"true"}},"spec":{"containers":[{"name":"a"}]}},1,"x",null,{"kind":"List","items":[{"kind":"Pod","metadata":{"labels":{"pushgateway-lifecycle.io/inject":"true"},"annotations":{}},"spec":{"containers":[{"name":"b","lifecycle":{"preStop":{"exec":{"command":["sh"]}}}}],"terminationGracePeriodSeconds":5}}]}]}`,
+	"{\r\n  \"kind\": \"Pod\",\r\n  \"metadata\": {\r\n    \"labels\": {\"app.kubernetes.io/name\": \"pushgateway\"}\r\n  },\r\n  \"spec\": {\"containers\": [{\"name\": \"pushgateway\"}]}\r\n}\r\n",
+	"{\n\t\"kind\": \"Pod\",\n\t\"metadata\": {\n\t\t\"labels\": {\n\t\t\t\"app.kubernetes.io/name\": \"pushgateway\"\n\t\t},\n\t\t\"annotations\": {}\n\t},\n\t\"spec\": {\n\t\t\"containers\": [\n\t\t\t{\n\t\t\t\t\"name\": \"pushgateway\",\n\t\t\t\t\"lifecycle\": {}\n\t\t\t}\n\t\t]\n\t}\n}\n",
+	`{"kind": "Pod", "met\u0061data": {"labels": {"app.kubernetes.io/name": "pushgateway"}}, "spec": {"containers": [{"name": "pushgateway", "image": "a<b>&c"}]}}`,
+	`{"kind":"Pod","metadata":{"labels":{"app.kubernetes.io/name":"pushgateway"}},"metadata":{},"spec":{"containers":[{"name":"pushgateway"}]}}`,
+	`{"kind":"Pod","Metadata":{"labels":{"app.kubernetes.io/name":"pushgateway"}},"spec":{"containers":[{"name":"pushgateway"}]}}`,
+	"# Source: chart/templates/pod.json\n{\"kind\":\"Pod\",\"metadata\":{\"labels\":{\"app.kubernetes.io/name\":\"pushgateway\"}},\"spec\":{\"containers\":[{\"name\":\"pushgateway\"}]}}\n{\"kind\":\"Pod\"} 5 \"x\" [1]\n",
+	"{\"kind\":\"Pod\",\"metadata\":{\"labels\":{\"app.kubernetes.io/name\":\"pushgateway\"}},\"spec\":{\"containers\":[{\"name\":\"pushgateway\",\"lifecycle\":{\"preStop\":{\"sleep\":{\"seconds\":1}}}}],\"terminationGracePeriodSeconds\":1e1}}{\"kind\":\"Pod\"}",
+	"{\"kind\": \"Deployment\", \"spec\": {\"template\": {\"metadata\": null, \"spec\": {\"containers\": [{\"name\": \"pushgateway\"}]}}}}",
+	"{\"kind\": \"Deployment\", \"spec\": {\"template\": {\"spec\": {\"containers\": [{\"name\": \"pushgateway\"}]}}}, \"x\": {\"kind\": \"Pod\"}}\n---\nkind: Pod\n",
+	"kind: List\nitems: {a: b}\n---\nkind: AllowList\nspec: {template: {spec: {containers: []}}}\n---\nkind: DeploymentList\nitems: [1, [2], {kind: StatefulSet, spec: {template: {metadata: {labels: {pushgateway-lifecycle.io/inject: 'true'}}, spec: {containers: [{name: c}]}}}}]\n",
+	"apiVersion: argoproj.io/v1alpha1\nkind: Rollout\nmetadata: {name: r}\nspec:\n  template:\n    metadata: {labels: {app.kubernetes.io/name: pushgateway}}\n    spec: {containers: [{name: pushgateway}]}\n---\nkind: PodTemplate\ntemplate: {metadata: {labels: {app.kubernetes.io/name: pushgateway}}, spec: {containers: [{name: pushgateway}]}}\n---\napiVersion: example.com/v1\nkind: Widget\nspec: {template: {spec: {containers: [{name: pushgateway}]}}}\n",
+	// YAML aliases: a List that contains itself, an item repeated.
+	"kind: List\nitems: &a\n- kind: List\n  items: *a\n",
+	"&r\nkind: List\nitems:\n- *r\n",
+	"kind: List\nitems:\n- &p {kind: Pod, metadata: {labels: {app.kubernetes.io/name: pushgateway}}, spec: {containers: [{name: pushgateway}]}}\n- *p\n- *p\n",
+	"{\"apiVersion\":\"v1\",\"kind\":\"List\",\"items\":[{\"apiVersion\":\"apps.kruise.io/v1alpha1\",\"kind\":\"CloneSet\",\"metadata\":{\"name\":\"c\"},\"spec\":{\"template\":{\"metadata\":{\"labels\":{\"app.kubernetes.io/name\":\"pushgateway\"}},\"spec\":{\"containers\":[{\"name\":\"pushgateway\"}]}}}},{\"apiVersion\":\"example.com/v1\",\"kind\":\"Widget\",\"spec\":{\"template\":{\"spec\":{\"containers\":[]}}}}]}",
 }

@@ -11,36 +11,60 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/pmezard/go-difflib/difflib"
 	yaml "go.yaml.in/yaml/v3"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/engine"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
-	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/webhook"
 )
 
 // MaxDocumentBytes bounds one YAML document (the API server's own object limit is 3 MiB).
 const MaxDocumentBytes = 8 * 1024 * 1024
 
-// templatePointer is where each kind keeps the pod the engine looks at.
-var templatePointer = map[string]string{
-	"Pod":         "",
-	"Deployment":  "/spec/template",
-	"StatefulSet": "/spec/template",
-	"DaemonSet":   "/spec/template",
-	"ReplicaSet":  "/spec/template",
-	"Job":         "/spec/template",
-	"CronJob":     "/spec/jobTemplate/spec/template",
-}
+// Format is how a document was written.
+type Format string
 
-// Result of one document.
+// The formats of a document; a stream may mix them.
+const (
+	FormatYAML Format = "yaml"
+	FormatJSON Format = "json"
+)
+
+// Result of one object: a YAML document, one JSON value of a document, or (as Items) one
+// item of a List.
 type Result struct {
+	// Document is the 1-based position of the document in the stream.
+	Document   int
+	Format     Format
 	Kind, Name string
 	Decision   engine.Decision
-	// Mutated is false for documents left byte for byte as they came.
+	// Mutated is false for objects left byte for byte as they came; for a List, true when
+	// any item was mutated.
 	Mutated bool
+	// Patches are the JSON patches applied to the object, in order, with paths relative to
+	// it: the webhook's own patch for the pod, under the pointer of the pod template (and, first,
+	// an empty metadata for a template without one).
+	Patches [][]byte
+	// Items are the results of a List's items that are objects, in order.
+	Items []Result
+	// Notices are the objects (this one, or items of this List) read but not placed.
+	Notices []Notice
+}
+
+// Options of Stream.
+type Options struct {
+	// Diff writes a unified diff of the stream instead of the mutated documents.
+	Diff bool
+}
+
+// Notices collects the notices of a stream's results, in order.
+func Notices(results []Result) []Notice {
+	var out []Notice
+	for _, r := range results {
+		out = append(out, r.Notices...)
+	}
+	return out
 }
 
 // ErrDenied is returned (wrapped) when the policy would deny at least one pod.
@@ -123,14 +147,18 @@ func isEmptyDoc(d []byte) bool {
 	return true
 }
 
-// Document mutates one YAML document. It returns the document unchanged (same bytes) when
-// it holds no pod, or nothing to change. The document is parsed once into a YAML tree; only
-// the pod template is converted to JSON, for the same decoder the admission handler uses.
-func Document(doc []byte, pol *policy.Policy) ([]byte, Result, error) {
-	var res Result
+// Document mutates one document of the stream: a YAML document, or one or more JSON values
+// (a document whose first character, after comment lines, is "{"). A List is mutated item by
+// item. It returns the document unchanged (same bytes) when nothing in it changes, and one
+// result per object: one for a YAML document, one per JSON value.
+func Document(doc []byte, pol *policy.Policy) ([]byte, []Result, error) {
+	if spans, ok := jsonValues(doc); ok {
+		return jsonDocument(doc, spans, pol)
+	}
+	res := Result{Format: FormatYAML}
 	var node yaml.Node
 	if err := yaml.Unmarshal(doc, &node); err != nil {
-		return nil, res, &InputError{fmt.Errorf("not valid YAML: %w", err)}
+		return nil, nil, &InputError{fmt.Errorf("not valid YAML: %w", err)}
 	}
 	root := &node
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
@@ -138,82 +166,56 @@ func Document(doc []byte, pol *policy.Policy) ([]byte, Result, error) {
 	}
 	if root.Kind != yaml.MappingNode {
 		// A list or a scalar document: not a Kubernetes object, passed through as is.
-		return doc, res, nil
+		return doc, []Result{res}, nil
 	}
-	res.Kind = scalarAt(root, "kind")
-	if md, err := walk(root, []string{"metadata"}); err == nil {
-		res.Name = scalarAt(md, "name")
+	r, err := mutateObject(newYAMLObject(root), pol, [2]string{})
+	r.Format = FormatYAML
+	var ie *InputError
+	if !r.Mutated || errors.As(err, &ie) {
+		return doc, []Result{r}, err
 	}
-	namespace := ""
-	if md, err := walk(root, []string{"metadata"}); err == nil {
-		namespace = scalarAt(md, "namespace")
+	// Mutated, possibly with a denial: the denied items of a List stay as they were, the
+	// others are written mutated.
+	y, encErr := encodeNode(&node)
+	if encErr != nil {
+		return nil, []Result{r}, encErr
 	}
-	ptr, ok := templatePointer[res.Kind]
-	if !ok {
-		return doc, res, nil
-	}
-	tplNode := root
-	if ptr != "" {
-		var err error
-		tplNode, err = walk(root, strings.Split(strings.TrimPrefix(ptr, "/"), "/"))
-		if err != nil || tplNode.Kind != yaml.MappingNode {
-			// No pod template (a partial manifest): nothing to mutate, passed through.
-			return doc, res, nil //nolint:nilerr // absence is not an error here
-		}
-	}
-	var tpl any
-	if err := tplNode.Decode(&tpl); err != nil {
-		return nil, res, &InputError{fmt.Errorf("%s %s: %w", res.Kind, res.Name, err)}
-	}
-	tplJSON, err := json.Marshal(tpl)
-	if err != nil {
-		return nil, res, &InputError{fmt.Errorf("%s %s: the pod template is not representable as JSON: %w", res.Kind, res.Name, err)}
-	}
-	pod, err := webhook.DecodePod(tplJSON)
-	if err != nil {
-		return nil, res, &InputError{fmt.Errorf("%s %s: the pod template does not decode: %w", res.Kind, res.Name, err)}
-	}
-	d := engine.Decide(pod, namespace, pol)
-	res.Decision = d
-	if d.Outcome == engine.OutcomeDenied {
-		return doc, res, fmt.Errorf("%s %s: %w: %s", res.Kind, res.Name, ErrDenied, d.DenyMessage())
-	}
-	if !d.Changed() {
-		return doc, res, nil
-	}
-	if _, err := walk(tplNode, []string{"metadata"}); err != nil {
-		// A template without metadata gets an empty one for the annotation patch to land in.
-		if err := applyToNode(&node, []byte(`[{"op":"add","path":"`+ptr+`/metadata","value":{}}]`)); err != nil {
-			return nil, res, err
-		}
-	}
-	patch, err := webhook.BuildPatch(&d)
-	if err != nil {
-		return nil, res, err
-	}
-	patch, err = prefixPatch(patch, ptr)
-	if err != nil {
-		return nil, res, err
-	}
-	if err := applyToNode(&node, patch); err != nil {
-		return nil, res, fmt.Errorf("%s %s: applying the patch: %w", res.Kind, res.Name, err)
-	}
-	y, err := encodeNode(&node)
-	if err != nil {
-		return nil, res, err
-	}
-	res.Mutated = true
-	return y, res, nil
+	return y, []Result{r}, err
 }
 
-// scalarAt returns the scalar value of key in a mapping node, or "".
-func scalarAt(m *yaml.Node, key string) string {
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		if m.Content[i].Value == key && m.Content[i+1].Kind == yaml.ScalarNode {
-			return m.Content[i+1].Value
+// jsonDocument mutates each object among the JSON values of a document and splices the
+// changed ones back; the bytes between values are kept.
+func jsonDocument(doc []byte, spans [][2]int, pol *policy.Policy) ([]byte, []Result, error) {
+	results := make([]Result, 0, len(spans))
+	var changes []jsonChange
+	var denials []error
+	for _, sp := range spans {
+		v := doc[sp[0]:sp[1]]
+		if v[0] != '{' {
+			results = append(results, Result{Format: FormatJSON})
+			continue
+		}
+		if err := checkDuplicates(v, 0); err != nil {
+			return nil, results, &InputError{fmt.Errorf("not valid for Kubernetes: %w", err)}
+		}
+		base, _ := lineIndentAt(doc, sp[0])
+		o := &jsonObject{b: v, base: base, st: detectStyle(v, base)}
+		r, err := mutateObject(o, pol, [2]string{})
+		r.Format = FormatJSON
+		results = append(results, r)
+		if o.changed {
+			changes = append(changes, jsonChange{sp[0], sp[1], o.b})
+		}
+		if err != nil {
+			if !errors.Is(err, ErrDenied) {
+				return nil, results, err
+			}
+			denials = append(denials, err)
 		}
 	}
-	return ""
+	out := &jsonObject{b: doc}
+	out.spliceAll(changes)
+	return out.b, results, errors.Join(denials...)
 }
 
 func prefixPatch(patch []byte, prefix string) ([]byte, error) {
@@ -231,9 +233,10 @@ func prefixPatch(patch []byte, prefix string) ([]byte, error) {
 }
 
 // Stream mutates every document of in and writes them to out in order, separated by "---".
-// With diff set it writes a unified diff of the stream instead. Denials are collected: every
-// document is still processed so that all denials are reported at once.
-func Stream(in io.Reader, out io.Writer, pol *policy.Policy, diff bool) ([]Result, error) {
+// With Diff set it writes a unified diff of the stream instead. Denials are collected: every
+// document is still processed so that all denials are reported at once. Notices (objects
+// read but not placed) are in the results; see Notices.
+func Stream(in io.Reader, out io.Writer, pol *policy.Policy, opts Options) ([]Result, error) {
 	docs, err := SplitDocuments(in)
 	if err != nil {
 		return nil, err
@@ -244,11 +247,18 @@ func Stream(in io.Reader, out io.Writer, pol *policy.Policy, diff bool) ([]Resul
 	// input plus one document; the diff needs both streams whole.
 	var before, after bytes.Buffer
 	w := bufio.NewWriter(out)
-	if diff {
+	if opts.Diff {
 		w = bufio.NewWriter(&after)
 	}
 	for i, doc := range docs {
 		m, res, err := Document(doc, pol)
+		for j := range res {
+			res[j].Document = i + 1
+			for k := range res[j].Notices {
+				res[j].Notices[k].Document = i + 1
+			}
+		}
+		results = append(results, res...)
 		if err != nil {
 			var ie *InputError
 			if errors.As(err, &ie) {
@@ -259,22 +269,24 @@ func Stream(in io.Reader, out io.Writer, pol *policy.Policy, diff bool) ([]Resul
 			}
 			denials = append(denials, err)
 		}
-		results = append(results, res)
 		if i > 0 {
 			_, _ = w.WriteString("---\n")
-			if diff {
+			if opts.Diff {
 				before.WriteString("---\n")
 			}
 		}
-		_, _ = w.Write(m)
-		if diff {
-			before.Write(doc)
+		if opts.Diff {
+			// A compact JSON document is one line: indented, its diff shows what changed.
+			_, _ = w.Write(diffView(m))
+			before.Write(diffView(doc))
+		} else {
+			_, _ = w.Write(m)
 		}
 	}
 	if err := w.Flush(); err != nil {
 		return results, err
 	}
-	if diff {
+	if opts.Diff {
 		ud := difflib.UnifiedDiff{A: difflib.SplitLines(before.String()), B: difflib.SplitLines(after.String()),
 			FromFile: "input", ToFile: "mutated", Context: 3}
 		if err := difflib.WriteUnifiedDiff(out, ud); err != nil {
@@ -285,4 +297,25 @@ func Stream(in io.Reader, out io.Writer, pol *policy.Policy, diff bool) ([]Resul
 		return results, errors.Join(denials...)
 	}
 	return results, nil
+}
+
+// diffView indents the one-line JSON values of a document (json.Indent keeps key order and
+// escapes); other documents are returned as they are.
+func diffView(doc []byte) []byte {
+	spans, ok := jsonValues(doc)
+	if !ok {
+		return doc
+	}
+	var out bytes.Buffer
+	prev := 0
+	for _, sp := range spans {
+		out.Write(doc[prev:sp[0]])
+		v := doc[sp[0]:sp[1]]
+		if bytes.IndexByte(v, '\n') >= 0 || json.Indent(&out, v, "", "  ") != nil {
+			out.Write(v)
+		}
+		prev = sp[1]
+	}
+	out.Write(doc[prev:])
+	return out.Bytes()
 }

@@ -24,12 +24,14 @@ func goldenInputs(t *testing.T) map[string]string {
 		t.Fatal(err)
 	}
 	for _, p := range files {
-		in["upstream-"+strings.TrimSuffix(filepath.Base(p), ".yaml")] = p
+		in["upstream-"+filepath.Base(p)] = p
 	}
-	local, _ := filepath.Glob("testdata/*.yaml")
-	for _, p := range local {
-		if !strings.HasSuffix(p, ".golden.yaml") {
-			in[strings.TrimSuffix(filepath.Base(p), ".yaml")] = p
+	for _, ext := range []string{".yaml", ".json"} {
+		local, _ := filepath.Glob("testdata/*" + ext)
+		for _, p := range local {
+			if !strings.HasSuffix(p, ".golden"+ext) {
+				in[filepath.Base(p)] = p
+			}
 		}
 	}
 	if len(in) == 0 {
@@ -38,19 +40,26 @@ func goldenInputs(t *testing.T) map[string]string {
 	return in
 }
 
+// TestGolden compares the output for each input with testdata/NAME.golden.EXT, and checks
+// the properties of checkStream on it: a second pass changes nothing, JSON stays JSON and is
+// exactly the input with the webhook's patch applied.
 func TestGolden(t *testing.T) {
-	for name, path := range goldenInputs(t) {
-		t.Run(name, func(t *testing.T) {
-			f, err := os.Open(path)
+	for file, path := range goldenInputs(t) {
+		ext := filepath.Ext(file)
+		name := strings.TrimSuffix(file, ext)
+		t.Run(file, func(t *testing.T) {
+			in, err := os.ReadFile(path)
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer func() { _ = f.Close() }()
 			var out bytes.Buffer
-			if _, err := Stream(f, &out, policy.Default(), false); err != nil {
+			if _, err := Stream(bytes.NewReader(in), &out, policy.Default(), Options{}); err != nil {
 				t.Fatal(err)
 			}
-			golden := filepath.Join("testdata", name+".golden.yaml")
+			if got := checkStream(t, in, policy.Default()); !bytes.Equal(got, out.Bytes()) {
+				t.Fatal("two runs differ")
+			}
+			golden := filepath.Join("testdata", name+".golden"+ext)
 			if *update {
 				if err := os.WriteFile(golden, out.Bytes(), 0o644); err != nil {
 					t.Fatal(err)
@@ -80,7 +89,7 @@ func TestUpstreamWorkloadsArePatched(t *testing.T) {
 			t.Fatal(err)
 		}
 		var out bytes.Buffer
-		res, err := Stream(bytes.NewReader(data), &out, policy.Default(), false)
+		res, err := Stream(bytes.NewReader(data), &out, policy.Default(), Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -133,17 +142,17 @@ spec:
       containers: [{name: pushgateway, image: p}]
 `
 	var out bytes.Buffer
-	_, err = Stream(strings.NewReader(bad+"---\n"+strings.Replace(bad, "name: a", "name: b", 1)), &out, reject, false)
+	_, err = Stream(strings.NewReader(bad+"---\n"+strings.Replace(bad, "name: a", "name: b", 1)), &out, reject, Options{})
 	if !errors.Is(err, ErrDenied) || !strings.Contains(err.Error(), "Deployment a") || !strings.Contains(err.Error(), "Deployment b") ||
 		!strings.Contains(err.Error(), `"soon"`) {
 		t.Errorf("err = %v, want both denials naming the value", err)
 	}
-	_, err = Stream(strings.NewReader("a: [unclosed\n"), &out, policy.Default(), false)
+	_, err = Stream(strings.NewReader("a: [unclosed\n"), &out, policy.Default(), Options{})
 	var ie *InputError
 	if !errors.As(err, &ie) {
 		t.Errorf("err = %v, want an InputError", err)
 	}
-	_, err = Stream(strings.NewReader("kind: Pod\nspec: {containers: 3}\n"), &out, policy.Default(), false)
+	_, err = Stream(strings.NewReader("kind: Pod\nspec: {containers: 3}\n"), &out, policy.Default(), Options{})
 	if !errors.As(err, &ie) {
 		t.Errorf("err = %v, want an InputError for an undecodable pod", err)
 	}
@@ -160,7 +169,7 @@ spec:
     image: p
 `
 	var out bytes.Buffer
-	if _, err := Stream(strings.NewReader(in), &out, policy.Default(), true); err != nil {
+	if _, err := Stream(strings.NewReader(in), &out, policy.Default(), Options{Diff: true}); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"--- input", "+++ mutated", "lifecycle:\n+", "+  terminationGracePeriodSeconds: 45", "+    pushgateway-lifecycle.io/status: "} {

@@ -100,11 +100,18 @@ func set(parent *yaml.Node, key string, val *yaml.Node) error {
 	return nil
 }
 
-// encodeNode writes a document with two-space indentation, Helm's and kubectl's style.
+// encodeNode writes a document with two-space indentation, Helm's and kubectl's style, and
+// block sequences indented under their key as the input has them: Helm charts indent them
+// ("containers:\n  - name"), kubectl does not ("containers:\n- name"). Re-encoding kubectl's
+// output in the other style would turn every sequence into a line of --diff.
 func encodeNode(doc *yaml.Node) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)
 	enc.SetIndent(2)
+	if compactSequences(doc) {
+		enc.CompactSeqIndent()
+	}
+	spellFlowNulls(doc, false)
 	if err := enc.Encode(doc); err != nil {
 		return nil, err
 	}
@@ -112,4 +119,121 @@ func encodeNode(doc *yaml.Node) ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// spellFlowNulls writes "null" into the empty null scalars of flow collections: the encoder
+// writes an empty one there as an empty quoted string ({"spec"} would come back with "spec"
+// a string), so the output would not read back as the input did. An empty null in block style ("spec:")
+// is written as it was and left alone.
+func spellFlowNulls(n *yaml.Node, inFlow bool) {
+	if n.Kind == yaml.ScalarNode && inFlow && n.Tag == "!!null" && n.Value == "" {
+		n.Value = "null"
+	}
+	if n.Kind == yaml.MappingNode || n.Kind == yaml.SequenceNode {
+		inFlow = inFlow || n.Style&yaml.FlowStyle != 0
+	}
+	for _, c := range n.Content {
+		spellFlowNulls(c, inFlow)
+	}
+}
+
+// compactSequences reports whether the first block sequence that is the value of a mapping
+// key starts in the key's own column (kubectl's style).
+func compactSequences(n *yaml.Node) bool {
+	compact, _ := findSeqStyle(n, 0)
+	return compact
+}
+
+func findSeqStyle(n *yaml.Node, depth int) (compact, found bool) {
+	if depth > 100 {
+		return false, false
+	}
+	switch n.Kind {
+	case yaml.DocumentNode, yaml.SequenceNode:
+		for _, c := range n.Content {
+			if compact, found := findSeqStyle(c, depth+1); found {
+				return compact, true
+			}
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if v.Kind == yaml.SequenceNode && v.Style&yaml.FlowStyle == 0 && len(v.Content) > 0 && v.Line > k.Line {
+				return v.Column == k.Column, true
+			}
+			if compact, found := findSeqStyle(v, depth+1); found {
+				return compact, true
+			}
+		}
+	}
+	return false, false
+}
+
+// yamlObject is an object read from a YAML document tree; patches edit the tree in place.
+// seen holds the objects of the document already read: an alias makes a List item the same
+// node as another object, or as the List itself (a cycle), and each is read once.
+type yamlObject struct {
+	n    *yaml.Node
+	seen map[*yaml.Node]bool
+}
+
+func newYAMLObject(root *yaml.Node) yamlObject {
+	return yamlObject{n: root, seen: map[*yaml.Node]bool{root: true}}
+}
+
+func (o yamlObject) at(path []string) *yaml.Node {
+	n, err := walk(o.n, path)
+	if err != nil {
+		return nil
+	}
+	return n
+}
+
+func (o yamlObject) str(path ...string) string {
+	if n := o.at(path); n != nil && n.Kind == yaml.ScalarNode {
+		return n.Value
+	}
+	return ""
+}
+
+func (o yamlObject) shape(path ...string) shape {
+	n := o.at(path)
+	switch {
+	case n == nil:
+		return shapeAbsent
+	case n.Kind == yaml.MappingNode:
+		return shapeMap
+	case n.Kind == yaml.SequenceNode:
+		return shapeSeq
+	}
+	return shapeOther
+}
+
+// json converts the subtree for the decoder the admission handler uses; only the pod
+// template is converted, never the whole document.
+func (o yamlObject) json(path ...string) ([]byte, error) {
+	var v any
+	if err := o.at(path).Decode(&v); err != nil {
+		return nil, err
+	}
+	return json.Marshal(v)
+}
+
+func (o yamlObject) apply(patch []byte) error { return applyToNode(o.n, patch) }
+
+func (o yamlObject) eachItem(fn func(int, object) error) error {
+	seq := o.at([]string{"items"})
+	for i, item := range seq.Content {
+		if item.Kind == yaml.AliasNode {
+			item = item.Alias
+		}
+		if item.Kind != yaml.MappingNode || o.seen[item] {
+			continue
+		}
+		o.seen[item] = true
+		if err := fn(i, yamlObject{n: item, seen: o.seen}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
