@@ -158,3 +158,26 @@ $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION):
 .PHONY: test-admission-policy
 test-admission-policy: build k8s-binaries ## The generated admission policies store the same pods as the webhook (real kube-apiserver; also in `make test`).
 	go test -count=1 -timeout 15m -v ./test/admissionpolicy/...
+
+##@ Real node (root; docs/real-node.md)
+
+.PHONY: image
+image: build ## The webhook's image without a container engine: bin/pushgateway-lifecycle-image.tar (docker-archive), reference IMG.
+	go run ./hack/image -binary $(LOCALBIN)/pushgateway-lifecycle -ref $(IMG) -o $(LOCALBIN)/pushgateway-lifecycle-image.tar
+
+.PHONY: node-packages
+node-packages: ## containerd, runc, CNI plugins and iptables from Debian, when missing (root).
+	./hack/node-packages.sh
+
+.PHONY: node-binaries
+node-binaries: ## kubelet, kube-scheduler, kube-proxy into bin/k8s/<version>, beside the control plane's four.
+	./hack/node-binaries.sh >/dev/null
+
+.PHONY: test-node
+test-node: node-packages build node-binaries pushgateway helm ## E2e on a real node: the chart's pods, the upstream Pushgateway, the kubelet running the hook (root).
+	PGL_REQUIRE_NODE=1 go test -count=1 -p 1 -timeout 40m -v ./internal/ociimage/... ./test/node/...
+
+.PHONY: run-node
+run-node: node-packages build node-binaries pushgateway helm ## `make run` with a real node: the chart installed, pods run (root; Ctrl-C stops all and checks the host).
+	go build -o $(LOCALBIN)/local-node ./test/harness/cmd/run-node
+	$(LOCALBIN)/local-node
