@@ -32,15 +32,16 @@ import (
 
 // The real node's addresses. The whole cluster - etcd, kube-apiserver, the controllers, the
 // scheduler, containerd, the kubelet, kube-proxy and every pod - lives in one network
-// namespace that the harness creates and that has no link to anything outside it: a dummy
-// device carries the node's address and the default route, so a packet for any address outside
-// the namespace is dropped there instead of leaving. Each node has its own namespace, so
+// namespace that the harness creates and that has no link to anything outside it: a bridge
+// without ports (node0; the kernel has no dummy driver and loads no modules) carries the node's
+// address and the default route, so a packet for any address outside the namespace is dropped
+// there instead of leaving. Each node has its own namespace, so
 // concurrent nodes may use the same ranges. The host reaches the API server through a TCP
 // forwarder on its own loopback (see Node.KubeconfigPath) and nothing else.
 const (
 	// NodeIP is the node's InternalIP, the API server's advertised address and the kubelet's.
 	NodeIP = "10.99.0.1"
-	// NodeIPPrefix is the dummy device's prefix length.
+	// NodeIPPrefix is the prefix length on node0.
 	NodeIPPrefix = 24
 	// PodCIDR is the bridge plugin's range on the node (host-local IPAM).
 	PodCIDR = "10.244.0.0/24"
@@ -390,7 +391,7 @@ var watchdogs sync.Map
 // startHolder starts the process that owns the node's network and mount namespaces. It joins
 // the node's cgroups first, so that the clean-up finds it; inside the new namespaces it covers
 // /run, /var/lib and /var/log with the node's own directories (where containerd, runc, the CNI
-// plugins and the kubelet write by default), brings up lo and a dummy device with the node's
+// plugins and the kubelet write by default), brings up lo and a port-less bridge with the node's
 // address and the default route, and then sleeps. When it and every process that entered its
 // namespaces are gone, the namespaces and every mount in them vanish.
 func (n *Node) startHolder() error {
@@ -400,7 +401,7 @@ mount -t tmpfs -o mode=0755 node-run /run
 mount --bind %[1]s/varlib /var/lib
 mount --bind %[1]s/varlog /var/log
 ip link set lo up
-ip link add node0 type dummy
+ip link add node0 type bridge
 ip addr add %[2]s/%[3]d dev node0
 ip link set node0 up
 ip route add default dev node0

@@ -237,3 +237,371 @@ func deleteAndWait(t *testing.T, n *harness.Node, ns, name string, timeout time.
 		}
 	}
 }
+
+const (
+	webhookSelector = "app.kubernetes.io/name=pushgateway-lifecycle,app.kubernetes.io/instance=" + harness.ChartReleaseName
+	pgwSelector     = "app.kubernetes.io/name=prometheus-pushgateway"
+	certSecret      = harness.ChartReleaseName + "-certs"
+)
+
+// TestNodeChart installs the chart with `helm install` and its image, and runs the upstream
+// Pushgateway chart in an opted-in namespace on the same node: the kubelet runs the injected
+// hook. Then it takes webhook replicas away while pods are created, upgrades and uninstalls.
+func TestNodeChart(t *testing.T) {
+	n, ref := startNode(t)
+	ctx := context.Background()
+	helmDir := t.TempDir()
+
+	start := time.Now()
+	if out, err := n.InstallChart(ctx, helmDir); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	webhooks := waitReady(t, n, harness.ChartNamespace, webhookSelector, 2, 3*time.Minute)
+	t.Logf("helm install --wait with image %s: 2 replicas Ready after %.1fs", ref, time.Since(start).Seconds())
+	for _, p := range webhooks {
+		c := p.Spec.Containers[0]
+		if c.Image != ref {
+			t.Errorf("webhook pod %s runs %s, want the chart's default %s", p.Name, c.Image, ref)
+		}
+		if p.Status.ContainerStatuses[0].RestartCount != 0 {
+			t.Errorf("webhook pod %s restarted %d times", p.Name, p.Status.ContainerStatuses[0].RestartCount)
+		}
+	}
+
+	// In-process rotation from inside the pods: the Secret (created empty by Helm) now holds a
+	// CA and a serving pair, and the CA was injected into both webhook configurations - all
+	// done by the pods through their ServiceAccount.
+	secret := waitCerts(t, n)
+	caBefore := caBundles(t, n)
+	for name, ca := range caBefore {
+		if !bytes.Equal(ca, secret.Data["ca.crt"]) {
+			t.Errorf("%s caBundle is not the Secret's ca.crt", name)
+		}
+	}
+	t.Logf("certificates: Secret %s has %d keys; caBundle injected into %d webhook configurations", certSecret, len(secret.Data), len(caBefore))
+
+	t.Run("upstream Pushgateway gets the hook and the kubelet runs it", func(t *testing.T) {
+		kubectl(t, n, nil, "create", "namespace", "monitoring")
+		kubectl(t, n, nil, "label", "namespace", "monitoring", "pushgateway-lifecycle.io/injection=enabled")
+		kubectl(t, n, upstreamChart(t, "monitoring"), "apply", "-f", "-")
+		pods := waitReady(t, n, "monitoring", pgwSelector, 1, 3*time.Minute)
+		pod := pods[0]
+		c := pod.Spec.Containers[0]
+		if c.Lifecycle == nil || c.Lifecycle.PreStop == nil || c.Lifecycle.PreStop.Sleep == nil {
+			t.Fatalf("running pod %s has no preStop sleep: %+v", pod.Name, c.Lifecycle)
+		}
+		sleep := time.Duration(c.Lifecycle.PreStop.Sleep.Seconds) * time.Second
+		if pod.Spec.TerminationGracePeriodSeconds == nil {
+			t.Fatal("no terminationGracePeriodSeconds")
+		}
+		grace := time.Duration(*pod.Spec.TerminationGracePeriodSeconds) * time.Second
+		t.Logf("running pod %s: preStop sleep %s, terminationGracePeriodSeconds %s", pod.Name, sleep, grace)
+		if grace <= sleep {
+			t.Fatalf("grace %s does not cover the sleep %s", grace, sleep)
+		}
+		term := deleteAndObserve(t, n, "monitoring", pod.Name, grace+time.Minute)
+		t.Logf("deletion -> container exit %.2fs (exit code %d, %s), deletion -> pod gone %.2fs; preStop sleep %s, grace %s",
+			term.exited.Seconds(), term.exitCode, term.reason, term.gone.Seconds(), sleep, grace)
+		if term.gone < sleep {
+			t.Errorf("the pod was gone %.2fs after its deletion, before the preStop sleep of %s: the kubelet did not run the hook", term.gone.Seconds(), sleep)
+		}
+		if term.exited < 0 {
+			t.Errorf("never saw the container's termination state")
+		} else {
+			// finishedAt has a resolution of one second.
+			if term.exited+time.Second < sleep {
+				t.Errorf("the container exited %.2fs after the deletion, before the preStop sleep %s ended", term.exited.Seconds(), sleep)
+			}
+			if term.exited >= grace {
+				t.Errorf("the container exited %.2fs after the deletion, not before the grace period %s ended (SIGKILL?)", term.exited.Seconds(), grace)
+			}
+			if term.exitCode == 137 {
+				t.Errorf("the container was SIGKILLed (exit 137), not stopped by SIGTERM")
+			}
+		}
+	})
+
+	t.Run("webhook replicas taken away while pods are created", func(t *testing.T) {
+		if _, err := n.Clientset.CoreV1().Namespaces().Get(ctx, "monitoring", metav1.GetOptions{}); err != nil {
+			kubectl(t, n, nil, "create", "namespace", "monitoring")
+			kubectl(t, n, nil, "label", "namespace", "monitoring", "pushgateway-lifecycle.io/injection=enabled")
+		}
+		pods := waitReady(t, n, harness.ChartNamespace, webhookSelector, 2, 3*time.Minute)
+		r := createDuring(t, n, "graceful", func() {
+			if err := n.Clientset.CoreV1().Pods(harness.ChartNamespace).Delete(ctx, pods[0].Name, metav1.DeleteOptions{}); err != nil {
+				t.Error(err)
+			}
+		})
+		t.Logf("one webhook pod deleted (graceful): %d of %d pods created unmutated", r.unmutated, r.total)
+		if r.unmutated != 0 {
+			t.Errorf("graceful delete of one replica: %d of %d pods created unmutated, want 0", r.unmutated, r.total)
+		}
+
+		pods = waitReady(t, n, harness.ChartNamespace, webhookSelector, 2, 3*time.Minute)
+		victim := pods[0]
+		r = createDuring(t, n, "sigkill", func() {
+			id := strings.TrimPrefix(victim.Status.ContainerStatuses[0].ContainerID, "containerd://")
+			kctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			if out, err := n.Ctr(kctx, "tasks", "kill", "--signal", "SIGKILL", id); err != nil {
+				t.Errorf("SIGKILL through containerd: %v %s", err, out)
+			}
+		})
+		t.Logf("one webhook container SIGKILLed through containerd: %d of %d pods created unmutated (fail open)", r.unmutated, r.total)
+		if r.total == 0 {
+			t.Error("no pod created")
+		}
+
+		kubectl(t, n, nil, "-n", harness.ChartNamespace, "scale", "deployment", harness.ChartReleaseName, "--replicas=0")
+		waitGone(t, n, harness.ChartNamespace, webhookSelector, 2*time.Minute)
+		r = createDuring(t, n, "none", func() {})
+		t.Logf("both replicas gone: %d of %d pods created, all unmutated: %t", r.total, r.total, r.unmutated == r.total)
+		if r.total == 0 || r.unmutated != r.total {
+			t.Errorf("no webhook: %d created, %d unmutated; want every pod created, unmutated (fail open)", r.total, r.unmutated)
+		}
+		kubectl(t, n, nil, "-n", harness.ChartNamespace, "scale", "deployment", harness.ChartReleaseName, "--replicas=2")
+		waitReady(t, n, harness.ChartNamespace, webhookSelector, 2, 3*time.Minute)
+	})
+
+	t.Run("helm upgrade keeps the certificates", func(t *testing.T) {
+		chart, err := harness.ChartDir()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out, err := n.Helm(ctx, helmDir, "upgrade", harness.ChartReleaseName, chart, "--namespace", harness.ChartNamespace,
+			"--set", "podAnnotations.upgraded=yes", "--wait", "--timeout", "4m"); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		pods := waitReady(t, n, harness.ChartNamespace, webhookSelector, 2, 3*time.Minute)
+		for _, p := range pods {
+			if p.Annotations["upgraded"] != "yes" {
+				t.Errorf("pod %s is not from the upgraded release", p.Name)
+			}
+		}
+		after, err := n.Clientset.CoreV1().Secrets(harness.ChartNamespace).Get(ctx, certSecret, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range secret.Data {
+			if !bytes.Equal(after.Data[k], v) {
+				t.Errorf("helm upgrade changed %s in Secret %s", k, certSecret)
+			}
+		}
+		for name, ca := range caBundles(t, n) {
+			if !bytes.Equal(ca, caBefore[name]) {
+				t.Errorf("helm upgrade changed the caBundle of %s", name)
+			}
+		}
+		t.Logf("helm upgrade rolled both replicas; Secret and caBundles unchanged")
+	})
+
+	t.Run("webhook logs show no error", func(t *testing.T) {
+		for _, p := range waitReady(t, n, harness.ChartNamespace, webhookSelector, 2, time.Minute) {
+			logs := kubectl(t, n, nil, "logs", "-n", harness.ChartNamespace, p.Name)
+			var bad []string
+			for _, l := range strings.Split(logs, "\n") {
+				low := strings.ToLower(l)
+				if strings.Contains(low, `"level":"error"`) || strings.Contains(low, "level=error") || strings.HasPrefix(l, "E") && len(l) > 5 && l[1] >= '0' && l[1] <= '9' {
+					bad = append(bad, l)
+				}
+			}
+			if len(bad) > 0 {
+				t.Errorf("pod %s logged errors:\n%s", p.Name, strings.Join(bad, "\n"))
+			}
+			t.Logf("pod %s: %d log lines, no error", p.Name, strings.Count(logs, "\n"))
+		}
+	})
+
+	t.Run("helm uninstall leaves nothing", func(t *testing.T) {
+		if out, err := n.Helm(ctx, helmDir, "uninstall", harness.ChartReleaseName, "--namespace", harness.ChartNamespace, "--wait", "--timeout", "4m"); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		if left := caBundles(t, n); len(left) > 0 {
+			t.Errorf("webhook configurations left: %v", keys(left))
+		}
+		if _, err := n.Clientset.CoreV1().Secrets(harness.ChartNamespace).Get(ctx, certSecret, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Errorf("Secret %s after uninstall: %v", certSecret, err)
+		}
+		waitGone(t, n, harness.ChartNamespace, webhookSelector, 2*time.Minute)
+		out := kubectl(t, n, nil, "get", "all,secrets,configmaps,serviceaccounts,roles,rolebindings,poddisruptionbudgets", "-n", harness.ChartNamespace, "-l", "app.kubernetes.io/instance="+harness.ChartReleaseName, "-o", "name")
+		out += kubectl(t, n, nil, "get", "clusterroles,clusterrolebindings,mutatingwebhookconfigurations,validatingwebhookconfigurations", "-l", "app.kubernetes.io/instance="+harness.ChartReleaseName, "-o", "name")
+		if strings.TrimSpace(out) != "" {
+			t.Errorf("left after helm uninstall:\n%s", out)
+		}
+	})
+
+	stopAndCheck(t, n)
+}
+
+func keys[V any](m map[string]V) []string {
+	var k []string
+	for x := range m {
+		k = append(k, x)
+	}
+	return k
+}
+
+// waitCerts waits until the rotator in the pods has filled the Secret.
+func waitCerts(t *testing.T, n *harness.Node) *corev1.Secret {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		s, err := n.Clientset.CoreV1().Secrets(harness.ChartNamespace).Get(context.Background(), certSecret, metav1.GetOptions{})
+		if err == nil && len(s.Data["ca.crt"]) > 0 && len(s.Data["tls.crt"]) > 0 && len(s.Data["tls.key"]) > 0 {
+			if cas := caBundles(t, n); len(cas) == 2 {
+				ok := true
+				for _, ca := range cas {
+					ok = ok && len(ca) > 0
+				}
+				if ok {
+					return s
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the rotator did not fill Secret %s and the caBundles within 2m (last error %v)", certSecret, err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// caBundles returns the caBundle of every webhook of the release's configurations, keyed by
+// kind/name/webhook.
+func caBundles(t *testing.T, n *harness.Node) map[string][]byte {
+	t.Helper()
+	ctx := context.Background()
+	sel := metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=" + harness.ChartReleaseName}
+	out := map[string][]byte{}
+	m, err := n.Clientset.AdmissionregistrationV1().MutatingWebhookConfigurations().List(ctx, sel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range m.Items {
+		for _, w := range c.Webhooks {
+			out["mutating/"+c.Name+"/"+w.Name] = w.ClientConfig.CABundle
+		}
+	}
+	v, err := n.Clientset.AdmissionregistrationV1().ValidatingWebhookConfigurations().List(ctx, sel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range v.Items {
+		for _, w := range c.Webhooks {
+			out["validating/"+c.Name+"/"+w.Name] = w.ClientConfig.CABundle
+		}
+	}
+	return out
+}
+
+func waitGone(t *testing.T, n *harness.Node, ns, selector string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		list, err := n.Clientset.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: selector})
+		if err == nil && len(list.Items) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pods %q in %s still there after %s", selector, ns, timeout)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+type outage struct{ total, unmutated int }
+
+// createDuring creates a selected Pushgateway-like pod every 100 ms in the opted-in namespace
+// for 2 s, runs disrupt, keeps creating for 15 s, and counts the pods created without the
+// hook. The pods never run (a nodeSelector that matches no node): only admission matters.
+func createDuring(t *testing.T, n *harness.Node, name string, disrupt func()) outage {
+	t.Helper()
+	ctx := context.Background()
+	var r outage
+	stop := time.Now().Add(17 * time.Second)
+	disrupted := false
+	start := time.Now()
+	for i := 0; time.Now().Before(stop); i++ {
+		if !disrupted && time.Since(start) > 2*time.Second {
+			disrupt()
+			disrupted = true
+		}
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{
+				Name:   fmt.Sprintf("outage-%s-%03d", name, i),
+				Labels: map[string]string{"app.kubernetes.io/name": "prometheus-pushgateway", "outage": name},
+			},
+			Spec: corev1.PodSpec{
+				NodeSelector: map[string]string{"no-such-node": "true"},
+				Containers:   []corev1.Container{{Name: "pushgateway", Image: harness.PushgatewayImageRef, ImagePullPolicy: corev1.PullNever}},
+			},
+		}
+		got, err := n.Clientset.CoreV1().Pods("monitoring").Create(ctx, pod, metav1.CreateOptions{})
+		if err != nil {
+			t.Errorf("create %s: %v", pod.Name, err)
+		} else {
+			r.total++
+			if c := got.Spec.Containers[0]; c.Lifecycle == nil || c.Lifecycle.PreStop == nil {
+				r.unmutated++
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	_ = n.Clientset.CoreV1().Pods("monitoring").DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: "outage=" + name})
+	return r
+}
+
+type termination struct {
+	exited   time.Duration // deletion -> the container's finishedAt (-1: never seen)
+	exitCode int32
+	reason   string
+	gone     time.Duration // deletion -> the object's disappearance
+}
+
+// deleteAndObserve deletes a pod, watches it to its disappearance, and reports when its
+// container finished (from the last status the kubelet wrote) and when it was gone.
+func deleteAndObserve(t *testing.T, n *harness.Node, ns, name string, timeout time.Duration) termination {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	w, err := n.Clientset.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", name).String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	start := time.Now()
+	if err := n.Clientset.CoreV1().Pods(ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	res := termination{exited: -1}
+	// finishedAt is whole seconds: measure against the deletion timestamp the API server set,
+	// which has the same resolution.
+	var deletedAt time.Time
+	for {
+		select {
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				t.Fatalf("watch of %s/%s ended before it was gone", ns, name)
+			}
+			p, isPod := ev.Object.(*corev1.Pod)
+			if !isPod {
+				continue
+			}
+			if p.DeletionTimestamp != nil && deletedAt.IsZero() {
+				deletedAt = p.DeletionTimestamp.Time.Add(-time.Duration(*p.DeletionGracePeriodSeconds) * time.Second)
+			}
+			for _, cs := range p.Status.ContainerStatuses {
+				if cs.State.Terminated != nil && !deletedAt.IsZero() {
+					res.exited = cs.State.Terminated.FinishedAt.Sub(deletedAt)
+					res.exitCode = cs.State.Terminated.ExitCode
+					res.reason = cs.State.Terminated.Reason
+				}
+			}
+			if ev.Type == watch.Deleted {
+				res.gone = time.Since(start)
+				return res
+			}
+		case <-ctx.Done():
+			t.Fatalf("pod %s/%s still there %s after its deletion", ns, name, timeout)
+		}
+	}
+}
