@@ -102,6 +102,7 @@ type Node struct {
 	forwarder  net.Listener
 	fwWG       sync.WaitGroup
 	cleanupSh  string
+	logFiles   []*os.File
 	stopped    bool
 }
 
@@ -216,47 +217,11 @@ func StartNode(opts NodeOptions) (n *Node, err error) {
 		return n, err
 	}
 
-	n.step("etcd, kube-apiserver ...")
-	if err = n.startComponent("etcd", filepath.Join(n.BinDir, "etcd"),
-		"--name=node", "--data-dir="+filepath.Join(n.Dir, "etcd"),
-		"--listen-client-urls=http://127.0.0.1:2379", "--advertise-client-urls=http://127.0.0.1:2379",
-		"--listen-peer-urls=http://127.0.0.1:2380", "--initial-advertise-peer-urls=http://127.0.0.1:2380",
-		"--initial-cluster=node=http://127.0.0.1:2380", "--unsafe-no-fsync", "--log-level=warn"); err != nil {
-		return n, err
-	}
-	if err = n.waitHTTP("etcd", "http://127.0.0.1:2379/health", 60*time.Second); err != nil {
-		return n, err
-	}
-	pki := func(f string) string { return filepath.Join(n.Dir, "pki", f) }
-	if err = n.startComponent("kube-apiserver", filepath.Join(n.BinDir, "kube-apiserver"),
-		"--etcd-servers=http://127.0.0.1:2379",
-		"--bind-address=0.0.0.0", "--secure-port="+strconv.Itoa(apiPort), "--advertise-address="+NodeIP,
-		"--service-cluster-ip-range="+ServiceCIDR,
-		"--cert-dir="+filepath.Join(n.Dir, "apiserver-certs"),
-		"--tls-cert-file="+pki("apiserver.crt"), "--tls-private-key-file="+pki("apiserver.key"),
-		"--client-ca-file="+pki("ca.crt"),
-		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-		"--service-account-key-file="+pki("sa.pub"), "--service-account-signing-key-file="+pki("sa.key"),
-		"--authorization-mode=Node,RBAC", "--enable-admission-plugins=NodeRestriction",
-		"--kubelet-client-certificate="+pki("apiserver-kubelet-client.crt"), "--kubelet-client-key="+pki("apiserver-kubelet-client.key"),
-		"--kubelet-certificate-authority="+pki("ca.crt"),
-		// The default tries the hostname first: a DNS lookup that has nowhere to go.
-		"--kubelet-preferred-address-types=InternalIP",
-		// Webhook calls go to an endpoint's pod IP, chosen by the API server itself.
-		"--enable-aggregator-routing=true",
-		"--allow-privileged=true", "--profiling=false", "--v=1"); err != nil {
-		return n, err
-	}
-	if err = n.waitHTTP("kube-apiserver", fmt.Sprintf("https://127.0.0.1:%d/readyz", apiPort), 2*time.Minute); err != nil {
-		return n, err
-	}
-	if n.Config, err = clientcmd.BuildConfigFromFlags("", n.KubeconfigPath); err != nil {
-		return n, err
-	}
-	if n.Clientset, err = kubernetes.NewForConfig(n.Config); err != nil {
+	if err = n.startAPIServer(); err != nil {
 		return n, err
 	}
 
+	pki := func(f string) string { return filepath.Join(n.Dir, "pki", f) }
 	n.step("kube-controller-manager, kube-scheduler ...")
 	admin := filepath.Join(n.Dir, "admin-inner.kubeconfig")
 	if err = n.startComponent("kube-controller-manager", filepath.Join(n.BinDir, "kube-controller-manager"),
@@ -301,6 +266,53 @@ func StartNode(opts NodeOptions) (n *Node, err error) {
 	}
 	n.step("node %s Ready", NodeName)
 	return n, nil
+}
+
+// startAPIServer starts etcd and kube-apiserver inside the node's namespaces and connects the
+// admin client through the forwarder.
+func (n *Node) startAPIServer() (err error) {
+	pki := func(f string) string { return filepath.Join(n.Dir, "pki", f) }
+	n.step("etcd, kube-apiserver ...")
+	if err = n.startComponent("etcd", filepath.Join(n.BinDir, "etcd"),
+		"--name=node", "--data-dir="+filepath.Join(n.Dir, "etcd"),
+		"--listen-client-urls=http://127.0.0.1:2379", "--advertise-client-urls=http://127.0.0.1:2379",
+		"--listen-peer-urls=http://127.0.0.1:2380", "--initial-advertise-peer-urls=http://127.0.0.1:2380",
+		"--initial-cluster=node=http://127.0.0.1:2380", "--unsafe-no-fsync", "--log-level=warn"); err != nil {
+		return err
+	}
+	if err = n.waitHTTP("etcd", "http://127.0.0.1:2379/health", 60*time.Second); err != nil {
+		return err
+	}
+	if err = n.startComponent("kube-apiserver", filepath.Join(n.BinDir, "kube-apiserver"),
+		"--etcd-servers=http://127.0.0.1:2379",
+		"--bind-address=0.0.0.0", "--secure-port="+strconv.Itoa(apiPort), "--advertise-address="+NodeIP,
+		"--service-cluster-ip-range="+ServiceCIDR,
+		"--cert-dir="+filepath.Join(n.Dir, "apiserver-certs"),
+		"--tls-cert-file="+pki("apiserver.crt"), "--tls-private-key-file="+pki("apiserver.key"),
+		"--client-ca-file="+pki("ca.crt"),
+		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+		"--service-account-key-file="+pki("sa.pub"), "--service-account-signing-key-file="+pki("sa.key"),
+		"--authorization-mode=Node,RBAC", "--enable-admission-plugins=NodeRestriction",
+		"--kubelet-client-certificate="+pki("apiserver-kubelet-client.crt"), "--kubelet-client-key="+pki("apiserver-kubelet-client.key"),
+		"--kubelet-certificate-authority="+pki("ca.crt"),
+		// The default tries the hostname first: a DNS lookup that has nowhere to go.
+		"--kubelet-preferred-address-types=InternalIP",
+		// Webhook calls go to an endpoint's pod IP, chosen by the API server itself.
+		"--enable-aggregator-routing=true",
+		"--allow-privileged=true", "--profiling=false", "--v=1"); err != nil {
+		return err
+	}
+	if err = n.waitHTTP("kube-apiserver", fmt.Sprintf("https://127.0.0.1:%d/readyz", apiPort), 2*time.Minute); err != nil {
+		return err
+	}
+	if n.Config, err = clientcmd.BuildConfigFromFlags("", n.KubeconfigPath); err != nil {
+		return err
+	}
+	if n.Clientset, err = kubernetes.NewForConfig(n.Config); err != nil {
+		return err
+	}
+
+	return nil
 }
 
 func (n *Node) step(format string, a ...any) {
@@ -486,11 +498,14 @@ func (n *Node) logFile(name string) io.Writer {
 	if err != nil {
 		return nil
 	}
+	n.logFiles = append(n.logFiles, f)
 	return f
 }
 
 // DialContext dials addr from inside the node's network namespace: the socket is created on
-// an OS thread that entered the namespace and is then thrown away.
+// an OS thread that entered the namespace, and the thread goes back to its own namespace before
+// it is released. It must not simply end (a locked thread that ends is destroyed): a child that
+// this process started with Pdeathsig from that thread earlier would get the signal.
 func (n *Node) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	type result struct {
 		c   net.Conn
@@ -498,16 +513,27 @@ func (n *Node) DialContext(ctx context.Context, network, addr string) (net.Conn,
 	}
 	ch := make(chan result, 1)
 	go func() {
-		// Never unlocked: the runtime ends a locked thread when its goroutine returns, so no
-		// other goroutine ever runs in the node's namespace.
 		runtime.LockOSThread()
+		own, err := unix.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- result{nil, err}
+			return
+		}
+		defer unix.Close(own)
 		if err := unix.Setns(n.netnsFD, unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
 			ch <- result{nil, fmt.Errorf("enter the node's network namespace: %w", err)}
 			return
 		}
 		var d net.Dialer
 		c, err := d.DialContext(ctx, network, addr)
 		ch <- result{c, err}
+		// Only a thread back in its own namespace may run other goroutines; if going back
+		// fails, the thread stays locked and ends with this goroutine.
+		if unix.Setns(own, unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
 	}()
 	r := <-ch
 	return r.c, r.err
@@ -823,6 +849,9 @@ func (n *Node) Stop() error {
 		if err := n.Processes[i].Stop(20 * time.Second); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	for _, f := range n.logFiles {
+		_ = f.Close()
 	}
 	if n.netnsFD >= 0 {
 		_ = unix.Close(n.netnsFD)
