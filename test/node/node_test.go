@@ -372,11 +372,24 @@ func TestNodeChart(t *testing.T) {
 			"--set", "podAnnotations.upgraded=yes", "--wait", "--timeout", "4m"); err != nil {
 			t.Fatalf("%v\n%s", err, out)
 		}
-		pods := waitReady(t, n, harness.ChartNamespace, webhookSelector, 2, 3*time.Minute)
-		for _, p := range pods {
-			if p.Annotations["upgraded"] != "yes" {
-				t.Errorf("pod %s is not from the upgraded release", p.Name)
+		// helm --wait can return before the Deployment controller has seen the new template:
+		// wait for two Ready pods of the upgraded release and none of the old one.
+		deadline := time.Now().Add(3 * time.Minute)
+		for {
+			pods := waitReady(t, n, harness.ChartNamespace, webhookSelector, 2, 3*time.Minute)
+			upgraded := 0
+			for _, p := range pods {
+				if p.Annotations["upgraded"] == "yes" {
+					upgraded++
+				}
 			}
+			if upgraded == 2 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("2 Ready pods of the upgraded release not reached within 3m (%d)", upgraded)
+			}
+			time.Sleep(time.Second)
 		}
 		after, err := n.Clientset.CoreV1().Secrets(harness.ChartNamespace).Get(ctx, certSecret, metav1.GetOptions{})
 		if err != nil {
@@ -408,7 +421,8 @@ func TestNodeChart(t *testing.T) {
 			if len(bad) > 0 {
 				t.Errorf("pod %s logged errors:\n%s", p.Name, strings.Join(bad, "\n"))
 			}
-			t.Logf("pod %s: %d log lines, no error", p.Name, strings.Count(logs, "\n"))
+			first, _, _ := strings.Cut(logs, "\n")
+			t.Logf("pod %s: %d log lines, no error (first: %s)", p.Name, strings.Count(logs, "\n"), first)
 		}
 	})
 
