@@ -434,7 +434,7 @@ exec unshare --net --mount --propagation private /bin/sh -c "$1"`
 		}
 		select {
 		case <-p.Exited():
-			return fmt.Errorf("creating the node's namespaces failed: %v\n%s", p.ExitErr(), p.Logs())
+			return fmt.Errorf("creating the node's namespaces failed: %w\n%s", p.ExitErr(), p.Logs())
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -777,7 +777,7 @@ func (n *Node) waitContainerd(timeout time.Duration) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("containerd not ready within %s: %v\n%s", timeout, err, tail(n.proc("containerd").Logs(), 8<<10))
+			return fmt.Errorf("containerd not ready within %s: %w\n%s", timeout, err, tail(n.proc("containerd").Logs(), 8<<10))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

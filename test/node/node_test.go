@@ -72,23 +72,6 @@ func kubectl(t *testing.T, n *harness.Node, stdin []byte, args ...string) string
 	return string(out)
 }
 
-func helm(t *testing.T, n *harness.Node, args ...string) string {
-	t.Helper()
-	path, err := harness.HelmPath()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, path, append(args, "--kubeconfig="+n.KubeconfigPath)...)
-	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+t.TempDir(), "HELM_CONFIG_HOME="+t.TempDir(), "HELM_DATA_HOME="+t.TempDir())
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("helm %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
 // waitReady waits until n pods match selector and are all Ready, and returns them.
 func waitReady(t *testing.T, node *harness.Node, ns, selector string, want int, timeout time.Duration) []corev1.Pod {
 	t.Helper()
@@ -601,7 +584,7 @@ func deleteAndObserve(t *testing.T, n *harness.Node, ns, name string, timeout ti
 				continue
 			}
 			if p.DeletionTimestamp != nil && deletedAt.IsZero() {
-				deletedAt = p.DeletionTimestamp.Time.Add(-time.Duration(*p.DeletionGracePeriodSeconds) * time.Second)
+				deletedAt = p.DeletionTimestamp.Add(-time.Duration(*p.DeletionGracePeriodSeconds) * time.Second)
 			}
 			for _, cs := range p.Status.ContainerStatuses {
 				if cs.State.Terminated != nil && !deletedAt.IsZero() {
