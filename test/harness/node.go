@@ -832,7 +832,7 @@ func (n *Node) waitNodeReady(timeout time.Duration) error {
 	}
 }
 
-// Stop stops the node's components in reverse order, kills whatever remains in its cgroups
+// Stop stops the node's components, kills whatever remains in its cgroups
 // (containers, shims), removes the cgroups and the directory, restores the host sysctls that
 // the kubelet changed, and then compares the host with the snapshot taken before the start:
 // any difference, and any process still in the node's namespaces, is an error.
@@ -844,6 +844,19 @@ func (n *Node) Stop() error {
 	var errs []error
 	if n.forwarder != nil {
 		_ = n.forwarder.Close()
+	}
+	// The kubelet first (it would restart containers), then the pods: their connections to
+	// the API server (watches of the webhook's rotator, for example) would hold up its
+	// graceful shutdown. Then the rest in reverse order.
+	for _, name := range []string{"kube-proxy", "kubelet"} {
+		if p := n.proc(name); p != nil {
+			if err := p.Stop(20 * time.Second); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if err := n.killPods(10 * time.Second); err != nil {
+		errs = append(errs, err)
 	}
 	for i := len(n.Processes) - 1; i >= 0; i-- {
 		if err := n.Processes[i].Stop(20 * time.Second); err != nil {
@@ -880,6 +893,43 @@ func (n *Node) Stop() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// killPods SIGKILLs every process in the node's cgroups outside its system cgroup (the pods'
+// containers and sandboxes) until none is left.
+func (n *Node) killPods(timeout time.Duration) error {
+	root := filepath.Join("/sys/fs/cgroup", "pids", n.cgroupRoot)
+	deadline := time.Now().Add(timeout)
+	for {
+		var pids []int
+		_ = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+			if err != nil {
+				return nil //nolint:nilerr // a cgroup removed while walking
+			}
+			if d.IsDir() && path == filepath.Join(root, "system") {
+				return filepath.SkipDir
+			}
+			if d.Name() == "cgroup.procs" {
+				b, _ := os.ReadFile(path)
+				for _, f := range strings.Fields(string(b)) {
+					if pid, err := strconv.Atoi(f); err == nil {
+						pids = append(pids, pid)
+					}
+				}
+			}
+			return nil
+		})
+		if len(pids) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("pod processes %v survive SIGKILL", pids)
+		}
+		for _, pid := range pids {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // Leftovers compares the host with the snapshot taken before the node started and looks for

@@ -103,7 +103,8 @@ The chart runs in %s (2 replicas, certificates rotated in-process); the namespac
   kubectl -n %s logs deploy/%s
 
 Pods, Services and the API server live in a network namespace of their own (node %s,
-pods %s, services %s); nothing of it is reachable from, or reaches, anything else.
+pods %s, services %s), with no link out; the host reaches only the API server, through
+a forwarder on its loopback.
 Component logs: %s. Ctrl-C stops everything and checks the host.
 `, n.KubeconfigPath, kubectl, harness.ChartNamespace, fixtures, harness.ChartNamespace, harness.ChartReleaseName,
 		harness.NodeIP, harness.PodCIDR, harness.ServiceCIDR, logDir)
