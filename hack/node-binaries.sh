@@ -32,9 +32,17 @@ fi
 
 wrap=$BUILD/kubernetes-$KUBE_VERSION
 if [ ! -f "$wrap/go.mod" ]; then
-  # k8s-binaries.sh took its binaries from KUBEBUILDER_ASSETS or envtest and wrote no wrapper:
-  # have it write one by asking for a build into a scratch directory that lacks only kubectl.
-  die "no wrapper module at $wrap (k8s-binaries.sh took prebuilt binaries); unset KUBEBUILDER_ASSETS and run it once with SKIP_SETUP_ENVTEST=1"
+  # k8s-binaries.sh took its binaries from KUBEBUILDER_ASSETS or envtest and wrote no wrapper
+  # module: write it the same way (k8s.io/kubernetes, every staging module at its release).
+  mkdir -p "$wrap"
+  log "fetching k8s.io/kubernetes@$KUBE_VERSION go.mod from the module proxy ..."
+  gomod=$(cd "$wrap" && GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+  [ -f "$gomod" ] || die "could not download k8s.io/kubernetes@$KUBE_VERSION (is the Go module proxy reachable?)"
+  {
+    printf 'module local/kube-binaries\n\n%s\n\nrequire k8s.io/kubernetes %s\n\nreplace (\n' "$(grep -m1 '^go ' "$gomod")" "$KUBE_VERSION"
+    sed -n 's#^\s*\(k8s\.io/[a-z0-9-]*\) => \./staging/.*#\t\1 => \1 '"v0.${KUBE_VERSION#v1.}"'#p' "$gomod"
+    echo ")"
+  } > "$wrap/go.mod"
 fi
 for b in "${NODE_BINS[@]}"; do
   [ -x "$OUT/$b" ] && continue
