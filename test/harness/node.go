@@ -102,6 +102,7 @@ type Node struct {
 	forwarder  net.Listener
 	fwWG       sync.WaitGroup
 	cleanupSh  string
+	lock       *os.File
 	logFiles   []*os.File
 	stopped    bool
 }
@@ -141,6 +142,31 @@ func NodeSupported() error {
 }
 
 const cniBinDir = "/usr/lib/cni"
+
+// nodeLockName is an abstract unix socket whose binding serialises real nodes on a host: no
+// file to leave behind, and the kernel releases it when the last holder exits. The watchdog
+// inherits it, so it is released only once the clean-up is over, even after a crash.
+const nodeLockName = "@pgl-real-node-lock"
+
+func lockHost(waiting func()) (*os.File, error) {
+	announced := false
+	for {
+		l, err := net.Listen("unix", nodeLockName)
+		if err == nil {
+			f, ferr := l.(*net.UnixListener).File()
+			_ = l.Close() // the duplicate in f keeps the binding
+			return f, ferr
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) {
+			return nil, fmt.Errorf("host lock %s: %w", nodeLockName, err)
+		}
+		if !announced {
+			waiting()
+			announced = true
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
 
 // NewNode starts a node for a test, skipping the test when the machine cannot run one, and
 // stops it in t.Cleanup, failing the test when anything of the node remains on the host.
@@ -186,7 +212,13 @@ func StartNode(opts NodeOptions) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// One node at a time per host: the kubelet changes global sysctls, and a second node's
+	// "before" snapshot must not see the first one's values.
+	if n.lock, err = lockHost(func() { n.step("waiting for another real node on this host to stop ...") }); err != nil {
+		return nil, err
+	}
 	if n.Before, err = TakeHostSnapshot(); err != nil {
+		_ = n.lock.Close()
 		return nil, err
 	}
 	b := make([]byte, 3)
@@ -390,6 +422,7 @@ rm -rf %[3]s
 	wd := exec.Command("/bin/sh", "-c", `while kill -0 "$1" 2>/dev/null; do sleep 1; done; sh "$2"; rm -f "$2"`,
 		"node-watchdog", strconv.Itoa(os.Getpid()), n.cleanupSh)
 	wd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	wd.ExtraFiles = []*os.File{n.lock} // holds the host lock until the clean-up is done
 	if err := wd.Start(); err != nil {
 		return err
 	}
@@ -878,7 +911,8 @@ func (n *Node) Stop() error {
 		_ = os.Remove(n.cleanupSh)
 	}
 	if wd, ok := watchdogs.LoadAndDelete(n.ID); ok {
-		_ = wd.(*os.Process).Kill()
+		// Its process group: the shell and its current `sleep`, which shares the host lock.
+		_ = syscall.Kill(-wd.(*os.Process).Pid, syscall.SIGKILL)
 	}
 	if n.holder != nil {
 		select {
@@ -891,6 +925,9 @@ func (n *Node) Stop() error {
 		if left := n.Leftovers(); len(left) > 0 {
 			errs = append(errs, fmt.Errorf("the node left this on the host:\n  %s", strings.Join(left, "\n  ")))
 		}
+	}
+	if n.lock != nil {
+		_ = n.lock.Close()
 	}
 	return errors.Join(errs...)
 }
