@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # Static binary on scratch: no shell, no libc, no other file, non-root. `make docker-build` passes
-# VERSION. `make image` builds the same image without a container engine (internal/ociimage;
-# internal/ociimage's tests check that both agree: files, user, entrypoint, command).
+# VERSION. `make image` builds the same image without a container engine (pkg/ociimage;
+# pkg/ociimage's tests check that both agree: files, user, entrypoint, command).
 ARG GO_VERSION=1.26
 FROM golang:${GO_VERSION} AS build
 WORKDIR /src

@@ -175,7 +175,7 @@ node-binaries: ## kubelet, kube-scheduler, kube-proxy into bin/k8s/<version>, be
 
 .PHONY: test-node
 test-node: node-packages build node-binaries pushgateway helm ## E2e on a real node: the chart's pods, the upstream Pushgateway, the kubelet running the hook (root).
-	PGL_REQUIRE_NODE=1 go test -count=1 -p 1 -timeout 40m -v ./internal/ociimage/... ./test/node/...
+	PGL_REQUIRE_NODE=1 go test -count=1 -p 1 -timeout 40m -v ./pkg/ociimage/... ./test/node/...
 
 .PHONY: run-node
 run-node: node-packages build node-binaries pushgateway helm ## `make run` with a real node: the chart installed, pods run (root; Ctrl-C stops all and checks the host).

@@ -1,6 +1,6 @@
 // Command image builds the webhook's container image without a container engine: the static
 // binary that `make build` produced, in the layout and with the metadata of the Dockerfile's
-// final stage (see internal/ociimage.Webhook), written as a docker-archive tarball that
+// final stage (see pkg/ociimage.Webhook), written as a docker-archive tarball that
 // `docker load`, `ctr images import` and `kind load image-archive` read.
 //
 //	go run ./hack/image -binary bin/pushgateway-lifecycle -ref ghcr.io/...:v1 -o bin/image.tar
@@ -12,7 +12,7 @@ import (
 	"os"
 	"runtime"
 
-	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/ociimage"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/ociimage"
 )
 
 func main() {

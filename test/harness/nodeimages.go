@@ -12,7 +12,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
-	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/ociimage"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/ociimage"
 )
 
 // PushgatewayImageRef is the upstream chart's image reference, under which the node imports
