@@ -13,6 +13,10 @@
 set -euo pipefail
 
 KUBE_VERSION=${KUBE_VERSION:-v1.37.2}
+# KUBECTL_VERSION (default: KUBE_VERSION) takes kubectl from bin/k8s/<KUBECTL_VERSION>/ when it is
+# there instead of building it: `make test-versions` uses one kubectl (a client, only for
+# create/apply/get) against every server version and builds only the server binaries per version.
+KUBECTL_VERSION=${KUBECTL_VERSION:-$KUBE_VERSION}
 ETCD_VERSION=${ETCD_VERSION:-v3.6.16}
 SETUP_ENVTEST_VERSION=${SETUP_ENVTEST_VERSION:-release-0.25}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -32,11 +36,13 @@ if have_all "$OUT"; then echo "$OUT"; exit 0; fi
 mkdir -p "$OUT" "$BUILD"
 
 # Test packages run in parallel and each asks for the binaries: one builds, the others wait
-# for it and then find everything in place (flock is util-linux; without it, no lock).
+# for it and then find everything in place (flock is util-linux; without it, no lock). The
+# lock is per Kubernetes version, so that `make test-versions` can build an old release while
+# another one is being built; etcd, shared by all versions' builds, has its own lock below.
 if command -v flock >/dev/null 2>&1; then
-  exec 9>"$BUILD/.lock"
+  exec 9>"$BUILD/.lock-$KUBE_VERSION"
   if ! flock -n 9; then
-    log "another k8s-binaries.sh is building; waiting for it ..."
+    log "another k8s-binaries.sh is building $KUBE_VERSION; waiting for it ..."
     flock 9
   fi
   if have_all "$OUT"; then echo "$OUT"; exit 0; fi
@@ -94,6 +100,11 @@ build_kube() {
   local b
   for b in kube-apiserver kube-controller-manager kubectl; do
     [ -x "$OUT/$b" ] && continue
+    if [ "$b" = kubectl ] && [ "$KUBECTL_VERSION" != "$KUBE_VERSION" ] && [ -x "$ROOT/bin/k8s/$KUBECTL_VERSION/kubectl" ]; then
+      cp "$ROOT/bin/k8s/$KUBECTL_VERSION/kubectl" "$OUT/kubectl"
+      log "took kubectl $KUBECTL_VERSION from bin/k8s/$KUBECTL_VERSION"
+      continue
+    fi
     log "building $b $KUBE_VERSION from source (first time: several minutes on 2 cores) ..."
     local start=$SECONDS
     (cd "$wrap" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -o "$OUT/$b.tmp" "k8s.io/kubernetes/cmd/$b") \
@@ -107,11 +118,22 @@ build_etcd() {
   [ -x "$OUT/etcd" ] && return 0
   local wrap=$BUILD/etcd-$ETCD_VERSION
   mkdir -p "$wrap"
+  if command -v flock >/dev/null 2>&1; then
+    exec 8>"$BUILD/.lock-etcd-$ETCD_VERSION"
+    flock 8
+  fi
+  # The same etcd serves every Kubernetes version: reuse one another version's run built.
+  if [ -x "$wrap/etcd" ]; then
+    cp "$wrap/etcd" "$OUT/etcd"
+    log "took etcd $ETCD_VERSION from $wrap"
+    return 0
+  fi
   printf 'module local/etcd-binary\n\ngo 1.24\n\nrequire go.etcd.io/etcd/server/v3 %s\n' "$ETCD_VERSION" > "$wrap/go.mod"
   log "building etcd $ETCD_VERSION from source ..."
   local start=$SECONDS
   (cd "$wrap" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -o "$OUT/etcd.tmp" go.etcd.io/etcd/server/v3) \
     || die "building etcd failed (see the go output above)"
+  cp "$OUT/etcd.tmp" "$wrap/etcd"
   mv "$OUT/etcd.tmp" "$OUT/etcd"
   log "built etcd in $((SECONDS - start))s"
 }
