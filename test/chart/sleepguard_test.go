@@ -1,6 +1,7 @@
 package chart
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 
@@ -48,4 +49,24 @@ func TestSleepActionGuardRender(t *testing.T) {
 			t.Errorf("%d guard objects rendered with enabled: false", n)
 		}
 	})
+}
+
+// config/default carries the same guard (config/sleepguard), bound to its prefixed name.
+func TestSleepActionGuardKustomize(t *testing.T) {
+	k, c := kustomize(t, "config/default"), render(t, nil)
+	var kp, cp admissionv1.ValidatingAdmissionPolicy
+	k.one(t, "ValidatingAdmissionPolicy", &kp)
+	c.one(t, "ValidatingAdmissionPolicy", &cp)
+	if !reflect.DeepEqual(kp.Spec, cp.Spec) {
+		t.Errorf("guard policies differ:\nkustomize %+v\nchart     %+v", kp.Spec, cp.Spec)
+	}
+	var kb, cb admissionv1.ValidatingAdmissionPolicyBinding
+	k.one(t, "ValidatingAdmissionPolicyBinding", &kb)
+	c.one(t, "ValidatingAdmissionPolicyBinding", &cb)
+	if kb.Spec.PolicyName != kp.Name {
+		t.Errorf("kustomize binding names policy %q, want %q", kb.Spec.PolicyName, kp.Name)
+	}
+	if !reflect.DeepEqual(kb.Spec.ValidationActions, cb.Spec.ValidationActions) {
+		t.Errorf("validationActions: kustomize %v, chart %v", kb.Spec.ValidationActions, cb.Spec.ValidationActions)
+	}
 }
