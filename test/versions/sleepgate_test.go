@@ -28,7 +28,7 @@ const (
 	nsIn  = "versions-in"  // opted in
 	nsOut = "versions-out" // not opted in: the webhook never sees its pods
 	// gate is the feature gate of the native sleep action: alpha (off) in 1.29, beta (on, can
-	// be turned off) 1.30-1.33, GA 1.34-1.36, removed in 1.37.
+	// be turned off) 1.30-1.33, GA and locked on 1.34-1.36, removed in 1.37.
 	gate = "PodLifecycleSleepAction"
 	// guardMessage is a fragment of the guard's denial message (charts/.../sleepactionguard.yaml).
 	guardMessage = "the API server removed the preStop sleep hook"
@@ -200,8 +200,13 @@ func TestSleepActionGateOff(t *testing.T) {
 		t.Skip("starts a real control plane")
 	}
 	minor := kubeMinor(t)
-	if minor >= 37 {
+	switch {
+	case minor >= 37:
 		t.Skipf("Kubernetes 1.%d has no %s gate: the sleep action cannot be turned off", minor, gate)
+	case minor >= 34:
+		// pkg/features/kube_features.go: GA in 1.34 with LockToDefault, so =false makes
+		// kube-apiserver refuse to start.
+		t.Skipf("Kubernetes 1.%d locks %s on (GA): the sleep action cannot be turned off", minor, gate)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
