@@ -21,6 +21,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/annotations"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/engine"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/harness"
 )
 
@@ -181,6 +183,35 @@ func TestSleepActionDefault(t *testing.T) {
 		t.Fatalf("terminationGracePeriodSeconds = %v, want 45", g)
 	}
 	t.Logf("stored: preStop sleep %ds, grace %ds, status %q", c.Lifecycle.PreStop.Sleep.Seconds, *got.Spec.TerminationGracePeriodSeconds, got.Annotations[annotations.AnnotationStatus])
+
+	// The guard reads the container names out of the status annotation: check it against the
+	// status the engine writes, for a two-container pod with a replaced hook, on pods the
+	// webhook never sees (nsOut) with one hook removed by hand, as the gate would.
+	t.Run("the guard parses the engine's status", func(t *testing.T) {
+		pod := pushgatewayPod("parsed", nsOut, map[string]string{annotations.AnnotationContainers: "pushgateway,sidecar"})
+		pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: "sidecar", Image: "busybox",
+			Lifecycle: &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"true"}}}}})
+		pol := policy.Default()
+		pol.ExistingPreStop = policy.ExistingPreStopReplace
+		mutated, d := engine.Mutate(pod, nsOut, pol)
+		status := mutated.Annotations[annotations.AnnotationStatus]
+		if !strings.HasPrefix(status, "injected: sleep 30s on pushgateway,sidecar (replaced") {
+			t.Fatalf("engine status %q (outcome %v): not the form this case is for", status, d.Outcome)
+		}
+		dry := metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
+		if _, err := e.cp.Clientset.CoreV1().Pods(nsOut).Create(ctx, mutated, dry); err != nil {
+			t.Fatalf("both hooks present, status %q: refused: %v", status, err)
+		}
+		for i := range mutated.Spec.Containers {
+			stripped := mutated.DeepCopy()
+			stripped.Spec.Containers[i].Lifecycle = nil
+			_, err := e.cp.Clientset.CoreV1().Pods(nsOut).Create(ctx, stripped, dry)
+			if err == nil || !strings.Contains(err.Error(), guardMessage) {
+				t.Fatalf("hook of %s removed, status %q: error %v, want the guard's refusal", stripped.Spec.Containers[i].Name, status, err)
+			}
+		}
+		t.Logf("status %q: allowed with both hooks, refused without either", status)
+	})
 
 	got, err = e.create(ctx, pushgatewayPod("default-exec", nsIn, map[string]string{annotations.AnnotationPreStopAction: annotations.ActionExec}))
 	if err != nil {
