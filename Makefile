@@ -190,4 +190,4 @@ TEST_VERSIONS ?= v1.30.14 v1.33.13 v1.37.2
 
 .PHONY: test-versions
 test-versions: build helm ## e2e, chart dry-run and sleep-action tests against every Kubernetes release in TEST_VERSIONS (binaries built once each).
-	./hack/test-versions.sh $(TEST_VERSIONS)
+	KUBECTL_VERSION=$(KUBE_VERSION) ./hack/test-versions.sh $(TEST_VERSIONS)
