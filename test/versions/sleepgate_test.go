@@ -36,21 +36,11 @@ const (
 	guardMessage = "the API server removed the preStop sleep hook"
 )
 
-// kubeMinor is the minor version of the binaries under test (KUBE_VERSION, as
-// hack/k8s-binaries.sh reads it; its default otherwise).
 func kubeMinor(t *testing.T) int {
 	t.Helper()
-	v := os.Getenv("KUBE_VERSION")
-	if v == "" {
-		v = "v1.37.2"
-	}
-	parts := strings.Split(strings.TrimPrefix(v, "v"), ".")
-	if len(parts) < 2 {
-		t.Fatalf("KUBE_VERSION=%q: want v1.<minor>.<patch>", v)
-	}
-	m, err := strconv.Atoi(parts[1])
+	m, err := harness.KubeMinor()
 	if err != nil {
-		t.Fatalf("KUBE_VERSION=%q: %v", v, err)
+		t.Fatal(err)
 	}
 	return m
 }
