@@ -128,14 +128,16 @@ build_etcd() {
   [ -x "$OUT/etcd" ] && return 0
   local wrap=$BUILD/etcd-$ETCD_VERSION
   mkdir -p "$wrap"
+  # Held only while etcd is provided (closed below), not during the Kubernetes build.
   if command -v flock >/dev/null 2>&1; then
     exec 8>"$BUILD/.lock-etcd-$ETCD_VERSION"
     flock 8
   fi
-  # The same etcd serves every Kubernetes version: reuse one another version's run built.
+  # The same etcd serves every Kubernetes version: the first build keeps a copy in $wrap.
   if [ -x "$wrap/etcd" ]; then
     cp "$wrap/etcd" "$OUT/etcd"
     log "took etcd $ETCD_VERSION from $wrap"
+    exec 8>&-
     return 0
   fi
   printf 'module local/etcd-binary\n\ngo 1.24\n\nrequire go.etcd.io/etcd/server/v3 %s\n' "$ETCD_VERSION" > "$wrap/go.mod"
@@ -146,6 +148,7 @@ build_etcd() {
   cp "$OUT/etcd.tmp" "$wrap/etcd"
   mv "$OUT/etcd.tmp" "$OUT/etcd"
   log "built etcd in $((SECONDS - start))s"
+  exec 8>&-
 }
 
 build_etcd
