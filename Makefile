@@ -181,3 +181,13 @@ test-node: node-packages build node-binaries pushgateway helm ## E2e on a real n
 run-node: node-packages build node-binaries pushgateway helm ## `make run` with a real node: the chart installed, pods run (root; Ctrl-C stops all and checks the host).
 	go build -o $(LOCALBIN)/local-node ./test/harness/cmd/run-node
 	$(LOCALBIN)/local-node
+
+##@ Kubernetes versions
+
+# The releases `make test-versions` proves: the oldest supported (docs/versions.md), one in the
+# middle (the last with the sleep action in beta) and the pinned one.
+TEST_VERSIONS ?= v1.30.14 v1.33.13 v1.37.2
+
+.PHONY: test-versions
+test-versions: build helm ## e2e, chart dry-run and sleep-action tests against every Kubernetes release in TEST_VERSIONS (binaries built once each).
+	KUBECTL_VERSION=$(KUBE_VERSION) ./hack/test-versions.sh $(TEST_VERSIONS)

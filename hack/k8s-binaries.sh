@@ -13,6 +13,10 @@
 set -euo pipefail
 
 KUBE_VERSION=${KUBE_VERSION:-v1.37.2}
+# KUBECTL_VERSION (default: KUBE_VERSION) takes kubectl from bin/k8s/<KUBECTL_VERSION>/ when it is
+# there instead of building it: `make test-versions` uses one kubectl (a client, only for
+# create/apply/get) against every server version and builds only the server binaries per version.
+KUBECTL_VERSION=${KUBECTL_VERSION:-$KUBE_VERSION}
 ETCD_VERSION=${ETCD_VERSION:-v3.6.16}
 SETUP_ENVTEST_VERSION=${SETUP_ENVTEST_VERSION:-release-0.25}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -32,11 +36,13 @@ if have_all "$OUT"; then echo "$OUT"; exit 0; fi
 mkdir -p "$OUT" "$BUILD"
 
 # Test packages run in parallel and each asks for the binaries: one builds, the others wait
-# for it and then find everything in place (flock is util-linux; without it, no lock).
+# for it and then find everything in place (flock is util-linux; without it, no lock). The
+# lock is per Kubernetes version, so that `make test-versions` can build an old release while
+# another one is being built; etcd, shared by all versions' builds, has its own lock below.
 if command -v flock >/dev/null 2>&1; then
-  exec 9>"$BUILD/.lock"
+  exec 9>"$BUILD/.lock-$KUBE_VERSION"
   if ! flock -n 9; then
-    log "another k8s-binaries.sh is building; waiting for it ..."
+    log "another k8s-binaries.sh is building $KUBE_VERSION; waiting for it ..."
     flock 9
   fi
   if have_all "$OUT"; then echo "$OUT"; exit 0; fi
@@ -91,12 +97,27 @@ build_kube() {
     sed -n 's#^\s*\(k8s\.io/[a-z0-9-]*\) => \./staging/.*#\t\1 => \1 '"$STAGING_VERSION"'#p' "$gomod"
     echo ")"
   } > "$wrap/go.mod"
+  # Releases up to 1.30 still import the in-tree cloud providers from the staging module
+  # k8s.io/legacy-cloud-providers, which the module proxy does not serve for every release
+  # (v0.29.6: 403). Kubernetes' own `providerless` build tag leaves them out; the control
+  # plane the tests need uses none of them.
+  local tags=${KUBE_BUILD_TAGS:-}
+  if [ -z "$tags" ] && grep -q 'k8s.io/legacy-cloud-providers =>' "$gomod" \
+     && ! (cd "$wrap" && GOFLAGS=-mod=mod go mod download "k8s.io/legacy-cloud-providers@$STAGING_VERSION" >/dev/null 2>&1); then
+    tags=providerless
+    log "k8s.io/legacy-cloud-providers@$STAGING_VERSION is not on the module proxy: building with -tags providerless"
+  fi
   local b
   for b in kube-apiserver kube-controller-manager kubectl; do
     [ -x "$OUT/$b" ] && continue
+    if [ "$b" = kubectl ] && [ "$KUBECTL_VERSION" != "$KUBE_VERSION" ] && [ -x "$ROOT/bin/k8s/$KUBECTL_VERSION/kubectl" ]; then
+      cp "$ROOT/bin/k8s/$KUBECTL_VERSION/kubectl" "$OUT/kubectl"
+      log "took kubectl $KUBECTL_VERSION from bin/k8s/$KUBECTL_VERSION"
+      continue
+    fi
     log "building $b $KUBE_VERSION from source (first time: several minutes on 2 cores) ..."
     local start=$SECONDS
-    (cd "$wrap" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -o "$OUT/$b.tmp" "k8s.io/kubernetes/cmd/$b") \
+    (cd "$wrap" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath ${tags:+-tags "$tags"} -o "$OUT/$b.tmp" "k8s.io/kubernetes/cmd/$b") \
       || die "building $b failed (see the go output above)"
     mv "$OUT/$b.tmp" "$OUT/$b"
     log "built $b in $((SECONDS - start))s"
@@ -107,13 +128,27 @@ build_etcd() {
   [ -x "$OUT/etcd" ] && return 0
   local wrap=$BUILD/etcd-$ETCD_VERSION
   mkdir -p "$wrap"
+  # Held only while etcd is provided (closed below), not during the Kubernetes build.
+  if command -v flock >/dev/null 2>&1; then
+    exec 8>"$BUILD/.lock-etcd-$ETCD_VERSION"
+    flock 8
+  fi
+  # The same etcd serves every Kubernetes version: the first build keeps a copy in $wrap.
+  if [ -x "$wrap/etcd" ]; then
+    cp "$wrap/etcd" "$OUT/etcd"
+    log "took etcd $ETCD_VERSION from $wrap"
+    exec 8>&-
+    return 0
+  fi
   printf 'module local/etcd-binary\n\ngo 1.24\n\nrequire go.etcd.io/etcd/server/v3 %s\n' "$ETCD_VERSION" > "$wrap/go.mod"
   log "building etcd $ETCD_VERSION from source ..."
   local start=$SECONDS
   (cd "$wrap" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -o "$OUT/etcd.tmp" go.etcd.io/etcd/server/v3) \
     || die "building etcd failed (see the go output above)"
+  cp "$OUT/etcd.tmp" "$wrap/etcd"
   mv "$OUT/etcd.tmp" "$OUT/etcd"
   log "built etcd in $((SECONDS - start))s"
+  exec 8>&-
 }
 
 build_etcd

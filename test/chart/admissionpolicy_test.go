@@ -226,6 +226,12 @@ func TestAdmissionPolicyServerSideDryRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts kube-apiserver")
 	}
+	// mode: admissionPolicy needs MutatingAdmissionPolicy v1, served from 1.36 (make test-versions).
+	if minor, err := harness.KubeMinor(); err != nil {
+		t.Fatal(err)
+	} else if minor < 36 {
+		t.Skipf("Kubernetes 1.%d does not serve MutatingAdmissionPolicy v1 (1.36+)", minor)
+	}
 	cp := harness.NewControlPlane(t, harness.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

@@ -113,7 +113,7 @@ func TestHelmLintStrict(t *testing.T) {
 
 // Each ci values file renders, and renders what it is for.
 func TestCIValuesRender(t *testing.T) {
-	base := []string{"ConfigMap", "Deployment", "MutatingWebhookConfiguration", "PodDisruptionBudget", "Service", "ServiceAccount", "ValidatingWebhookConfiguration"}
+	base := []string{"ConfigMap", "Deployment", "MutatingWebhookConfiguration", "PodDisruptionBudget", "Service", "ServiceAccount", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "ValidatingWebhookConfiguration"}
 	rotation := []string{"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Secret"}
 	want := map[string][]string{
 		"default":        append(slices.Clone(base), rotation...),

@@ -35,6 +35,9 @@ type Options struct {
 	ControllerManager bool
 	// Log receives the output of kube-controller-manager when set (it is captured either way).
 	Log io.Writer
+	// APIServerFlags are extra kube-apiserver flags, name without "--" to value, e.g.
+	// {"feature-gates": "PodLifecycleSleepAction=false"} (test/versions).
+	APIServerFlags map[string]string
 }
 
 // ControlPlane is etcd + kube-apiserver (envtest) and, optionally, kube-controller-manager.
@@ -86,6 +89,12 @@ func Start(opts Options) (cp *ControlPlane, err error) {
 		WebhookInstallOptions: envtest.WebhookInstallOptions{
 			LocalServingHost: "127.0.0.1",
 		},
+	}
+	if len(opts.APIServerFlags) > 0 {
+		args := cp.Env.ControlPlane.GetAPIServer().Configure()
+		for k, v := range opts.APIServerFlags {
+			args.Set(k, v)
+		}
 	}
 	// envtest does not expose the pids of etcd and kube-apiserver: register whatever children
 	// appear while it starts them, so the watchdog covers a test killed during Start too.
