@@ -140,7 +140,7 @@ func Changes(pod *corev1.Pod, d *engine.Decision) string {
 		if lc := pod.Spec.Containers[c.Index].Lifecycle; lc != nil {
 			live = lc.PreStop
 		}
-		parts = append(parts, fmt.Sprintf("preStop of %s %s -> %s", c.Name, DescribeHook(live), DescribeHook(c.PreStop)))
+		parts = append(parts, fmt.Sprintf("preStop of %s %s -> %s", c.Name, engine.DescribeHook(live), engine.DescribeHook(c.PreStop)))
 	}
 	if d.SetsGrace() {
 		old := "unset"
@@ -153,23 +153,6 @@ func Changes(pod *corev1.Pod, d *engine.Decision) string {
 		return "the status annotation only"
 	}
 	return strings.Join(parts, ", ")
-}
-
-// DescribeHook prints a preStop handler briefly ("sleep 30s", "exec /bin/sh -c sleep 30").
-func DescribeHook(h *corev1.LifecycleHandler) string {
-	switch {
-	case h == nil:
-		return "none"
-	case h.Sleep != nil:
-		return "sleep " + annotations.FormatSeconds(h.Sleep.Seconds)
-	case h.Exec != nil:
-		return "exec " + annotations.Truncate(strings.Join(h.Exec.Command, " "))
-	case h.HTTPGet != nil:
-		return "httpGet " + annotations.Truncate(h.HTTPGet.Path)
-	case h.TCPSocket != nil:
-		return "tcpSocket"
-	}
-	return "unknown"
 }
 
 // Template states: what the webhook would do with a pod created from a workload's template,

@@ -188,7 +188,7 @@ func Decide(pod *corev1.Pod, namespace string, pol *policy.Policy) Decision {
 		if existing != nil {
 			replaced = append(replaced, c.Name)
 			d.Warnings = append(d.Warnings, fmt.Sprintf("pushgateway-lifecycle: replaced the existing preStop hook of container %q (%s) with %s (policy existingPreStop: replace)",
-				c.Name, describeHook(existing), describeHook(want)))
+				c.Name, DescribeHook(existing), DescribeHook(want)))
 		}
 		d.Containers = append(d.Containers, ContainerChange{Index: i, Name: c.Name, PreStop: want, HadLifecycle: hadLC, HadPreStop: existing != nil})
 	}
@@ -448,7 +448,9 @@ func HookSleepSeconds(h *corev1.LifecycleHandler) (int64, bool) {
 	return n, true
 }
 
-func describeHook(h *corev1.LifecycleHandler) string {
+// DescribeHook prints a preStop handler briefly ("sleep 30s", "exec /bin/sh -c sleep 30"), as the
+// status annotation and warnings do; audit uses the same words.
+func DescribeHook(h *corev1.LifecycleHandler) string {
 	switch {
 	case h == nil:
 		return "none"

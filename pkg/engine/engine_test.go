@@ -63,7 +63,7 @@ func hookOf(p *corev1.Pod, name string) string {
 		if c.Lifecycle == nil || c.Lifecycle.PreStop == nil {
 			return ""
 		}
-		return describeHook(c.Lifecycle.PreStop)
+		return DescribeHook(c.Lifecycle.PreStop)
 	}
 	return "no such container"
 }
