@@ -191,3 +191,8 @@ TEST_VERSIONS ?= v1.30.14 v1.33.13 v1.37.2
 .PHONY: test-versions
 test-versions: build helm ## e2e, chart dry-run and sleep-action tests against every Kubernetes release in TEST_VERSIONS (binaries built once each).
 	KUBECTL_VERSION=$(KUBE_VERSION) ./hack/test-versions.sh $(TEST_VERSIONS)
+
+.PHONY: proof-node
+proof-node: node-packages build node-binaries pushgateway ## The termination proof's three arms on the real node (root): writes docs/why-node.md and docs/proof-node/.
+	@command -v busybox >/dev/null || apt-get install -y busybox-static
+	PGL_REQUIRE_NODE=1 go test -count=1 -p 1 -timeout 20m -v -run TestProofNode ./test/node/ -args -proof

@@ -1,0 +1,886 @@
+package node
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/ociimage"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/harness"
+	proof "github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/termination"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/timeline"
+)
+
+// proofNode runs the termination experiment on the real node (make proof-node). It is not part
+// of `make test-node`: it takes minutes and writes docs/why-node.md and docs/proof-node/.
+var proofNode = flag.Bool("proof", false, "run the termination experiment's three arms on the real node and write docs/why-node.md and docs/proof-node/ (make proof-node)")
+
+const (
+	proofService  = "pgw-prometheus-pushgateway"
+	proofDataFile = "pushgateway.data"
+	proofPushers  = 4
+	proofEvery    = 50 * time.Millisecond
+	proofWarmup   = 3 * time.Second
+	proofTail     = 2 * time.Second
+)
+
+// proofPreload: large label values (see proof.Preload), sized so that the shutdown
+// persist takes seconds: more than the kubelet's 2 s floor after a preStop that used up the
+// grace period, far less than the 15 s budget the product adds.
+var proofPreload = proof.Preload{Groups: 10, PerGroup: 1000, ValueBytes: 20000}
+
+// proofArgs are what users add through the chart's extraArgs to make the persistence variant
+// persist at all (the chart mounts the volume only). The interval is long so that only the
+// shutdown persist counts, as in the replayed proof.
+const proofArgs = `          args:
+            - --persistence.file=/data/` + proofDataFile + `
+            - --persistence.interval=1h
+`
+
+// chartExampleHook is the preStop the upstream chart's values.yaml shows, commented out.
+const chartExampleHook = `          lifecycle:
+            preStop:
+              exec:
+                command: ["sh", "-c", "sleep 30"]
+`
+
+// TestProofNode is the termination experiment of test/termination with nothing replayed: the
+// kubelet runs the hook and sends the signals, the EndpointSlice controller and kube-proxy
+// withdraw the endpoint, the pushers go through the Service's ClusterIP, and the replacement
+// (the Deployment's Recreate) reads the persistence file from the same hostPath volume.
+func TestProofNode(t *testing.T) {
+	if !*proofNode {
+		t.Skip("the real-node proof runs with -proof (make proof-node)")
+	}
+	if err := harness.NodeSupported(); err != nil {
+		t.Fatal(err)
+	}
+	root, err := harness.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+
+	pgwBin := pushgatewayBinary(t, root)
+	busybox, err := exec.LookPath("busybox")
+	if err != nil {
+		t.Fatalf("busybox (Debian busybox-static) is needed for arm 2's `sh -c \"sleep 30\"`: %v", err)
+	}
+	// The upstream image (quay.io/prometheus/pushgateway) is built on quay.io/prometheus/busybox
+	// and has a shell; the harness's image is the static binary only. Arm 2's exec hook needs
+	// sh and sleep, so the proof's image adds busybox as both, under the upstream reference.
+	spec := ociimage.Pushgateway(pgwBin, harness.PushgatewayImageRef, runtime.GOARCH)
+	spec.Files = append(spec.Files,
+		ociimage.File{Path: "/bin/sh", Source: busybox, Mode: 0o755},
+		ociimage.File{Path: "/bin/sleep", Source: busybox, Mode: 0o755})
+	imgTar := filepath.Join(t.TempDir(), "pushgateway-busybox.tar")
+	if err := ociimage.WriteTarball(imgTar, spec); err != nil {
+		t.Fatal(err)
+	}
+
+	// The store, written once on the host's loopback by a real Pushgateway's shutdown persist,
+	// copied into each arm's volume before its Deployment starts.
+	ps := &proof.Processes{}
+	t.Cleanup(ps.StopAll)
+	seed, err := proof.Seed(ctx, ps, pgwBin, t.TempDir(), proofPreload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps.StopAll()
+	t.Logf("preload: %d series, %.1f MB persisted; the seeding Pushgateway's shutdown persist took %.2fs", proofPreload.Series(), float64(seed.Bytes)/1e6, seed.PersistTook.Seconds())
+
+	manifest, err := os.ReadFile(filepath.Join(root, "..", "shared", "fixtures", "upstream-chart", "persistence.yaml"))
+	if err != nil {
+		dir, derr := harness.FixturesDir()
+		if derr != nil {
+			t.Fatal(err)
+		}
+		if manifest, err = os.ReadFile(filepath.Join(dir, "upstream-chart", "persistence.yaml")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	withArgs := insertAfterPullPolicy(t, manifest, proofArgs)
+	arm2 := insertAfterPullPolicy(t, withArgs, chartExampleHook)
+	arm3 := mutateManifest(t, withArgs)
+
+	logDir := t.TempDir()
+	n := harness.NewNode(t, harness.NodeOptions{Images: []string{imgTar}, Progress: testWriter{t}, LogDir: logDir})
+	t.Logf("node Ready %.1fs after the start of the test", time.Since(started).Seconds())
+
+	arms := []proofArm{
+		{name: "1 upstream chart", file: "arm1-upstream-chart", ns: "proof1", manifest: withArgs},
+		{name: "2 chart's commented example", file: "arm2-chart-example", ns: "proof2", manifest: arm2},
+		{name: "3 pushgateway-lifecycle mutate", file: "arm3-mutate", ns: "proof3", manifest: arm3},
+	}
+	var results []*proofResult
+	for _, a := range arms {
+		r := runProofArm(ctx, t, n, a, seed.File, filepath.Join(logDir, "containerd.log"))
+		results = append(results, r)
+		t.Logf("arm %s: %s", a.name, r.summary())
+	}
+
+	outDir := filepath.Join(root, "docs", "proof-node")
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range results {
+		var b bytes.Buffer
+		if err := timeline.Write(&b, r.log); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(outDir, r.arm.file+".jsonl"), b.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pics, err := timeline.WriteDir(outDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := proofTable(results)
+	fmt.Printf("\n%s\n", table)
+	took := time.Since(started).Round(time.Second)
+	if err := writeWhyNode(filepath.Join(root, "docs", "why-node.md"), results, seed, table, pics, took); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("wrote docs/why-node.md and docs/proof-node (%s); the run took %s", strings.Join(pics, ", "), took)
+
+	for _, r := range results {
+		if r.attempts == 0 || r.ackOld+r.ackNew == 0 {
+			t.Errorf("arm %s: %d pushes, %d acknowledged: the load did not run", r.arm.name, r.attempts, r.ackOld+r.ackNew)
+		}
+		if !r.marker {
+			t.Errorf("arm %s: the replacement did not restore the preloaded store from the volume", r.arm.name)
+		}
+	}
+	if results[2].lost != 0 {
+		t.Errorf("arm 3 (mutated spec) lost %d acknowledged pushes on the real node; want 0", results[2].lost)
+	}
+	stopAndCheck(t, n)
+}
+
+func pushgatewayBinary(t *testing.T, root string) string {
+	t.Helper()
+	out, err := exec.Command(filepath.Join(root, "hack", "pushgateway.sh")).Output()
+	if err != nil {
+		t.Fatalf("hack/pushgateway.sh: %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
+}
+
+func insertAfterPullPolicy(t *testing.T, manifest []byte, text string) []byte {
+	t.Helper()
+	anchor := []byte("          imagePullPolicy: IfNotPresent\n")
+	if bytes.Count(manifest, anchor) != 1 {
+		t.Fatalf("the manifest has %d container imagePullPolicy lines, want 1", bytes.Count(manifest, anchor))
+	}
+	return bytes.Replace(manifest, anchor, append(append([]byte{}, anchor...), text...), 1)
+}
+
+// mutateManifest runs the product's CLI (bin/pushgateway-lifecycle, `make build`) on the
+// manifest: arm 3 is what the product does, not a copy of it.
+func mutateManifest(t *testing.T, manifest []byte) []byte {
+	t.Helper()
+	bin := os.Getenv("PGL_BINARY")
+	if bin == "" {
+		root, _ := harness.RepoRoot()
+		bin = filepath.Join(root, "bin", "pushgateway-lifecycle")
+	}
+	f := filepath.Join(t.TempDir(), "persistence.yaml")
+	if err := os.WriteFile(f, manifest, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, "mutate", "-f", f).Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			t.Fatalf("%s mutate: %v\n%s", bin, err, ee.Stderr)
+		}
+		t.Fatalf("%s mutate: %v", bin, err)
+	}
+	return out
+}
+
+type proofArm struct {
+	name, file, ns string
+	manifest       []byte
+}
+
+type proofPush struct {
+	pusher, seq int
+	start, end  time.Time
+	status      int
+	err         string
+}
+
+type routeChange struct {
+	at    time.Time
+	route string
+	what  string
+}
+
+type proofResult struct {
+	arm  proofArm
+	spec proof.Termination
+	log  *timeline.Run
+
+	attempts, ackOld, ackNew, refusedOld, noEndpoint, lost, other int
+	otherKinds                                                   map[string]int
+	marker                                                       bool
+
+	sigterm, exit, persistStart, persistEnd, newStart, newReady, routedNew float64 // seconds from the deletion, -1 unknown
+	exitCode                                                                  int32
+	exitSource                                                                string
+	oldNotReady, oldNotServing                                                float64 // the old endpoint in the EndpointSlice
+	routes                                                                    []string
+}
+
+func (r *proofResult) summary() string {
+	return fmt.Sprintf("%d pushes: %d acked (old %d, new %d), %d lost, %d refused while old routed, %d refused with no endpoint, %d other %v; SIGTERM %.2fs, exit %.2fs (code %d), persist %.2f-%.2fs, replacement started %.2fs, routed %.2fs",
+		r.attempts, r.ackOld+r.ackNew, r.ackOld, r.ackNew, r.lost, r.refusedOld, r.noEndpoint, r.other, r.otherKinds,
+		r.sigterm, r.exit, r.exitCode, r.persistStart, r.persistEnd, r.newStart, r.routedNew)
+}
+
+// runProofArm deploys one arm, loads it, deletes its pod and records what happened.
+func runProofArm(ctx context.Context, t *testing.T, n *harness.Node, a proofArm, seedFile, containerdLog string) *proofResult {
+	t.Helper()
+	res := &proofResult{arm: a, otherKinds: map[string]int{}}
+	manifest := bytes.ReplaceAll(a.manifest, []byte("namespace: monitoring"), []byte("namespace: "+a.ns))
+	term, err := proof.FromManifests(manifest)
+	if err != nil {
+		t.Fatalf("arm %s: %v", a.name, err)
+	}
+	res.spec = term
+
+	// The volume: a hostPath directory in the node's own /var/lib (its directory on the host),
+	// bound to the chart's PersistentVolumeClaim by a pre-bound PersistentVolume, so the chart's
+	// Deployment runs as rendered. Pushgateway runs as 65534.
+	hostDir := filepath.Join(n.Dir, "varlib", "pgw-proof", a.ns)
+	if err := os.MkdirAll(hostDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dataFile := filepath.Join(hostDir, proofDataFile)
+	if err := copyFile(seedFile, dataFile); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{hostDir, dataFile} {
+		if err := os.Chown(p, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seedInfo, _ := os.Stat(dataFile)
+	pv := fmt.Sprintf(`apiVersion: v1
+kind: PersistentVolume
+metadata:
+  name: proof-%[1]s
+spec:
+  capacity:
+    storage: 1Gi
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  storageClassName: ""
+  claimRef:
+    namespace: %[1]s
+    name: %[2]s
+  hostPath:
+    path: /var/lib/pgw-proof/%[1]s
+    type: Directory
+`, a.ns, proofService)
+	kubectl(t, n, nil, "create", "namespace", a.ns)
+	kubectl(t, n, []byte(pv), "apply", "-f", "-")
+	kubectl(t, n, manifest, "apply", "-f", "-")
+	pods := waitReady(t, n, a.ns, pgwSelector, 1, 4*time.Minute)
+	old := pods[0]
+	svc := serviceIP(t, n, a.ns, proofService)
+
+	wctx, wcancel := context.WithCancel(ctx)
+	defer wcancel()
+	routes := watchRoutes(wctx, t, n, a.ns, old.Name)
+	podw := watchPods(wctx, t, n, a.ns, old.Name)
+	persist := watchPersistDir(hostDir, proofDataFile)
+
+	// The load: 4 clients, each one push at a time, at most every 50 ms, each push on a new
+	// connection to the ClusterIP (as a batch job's push would be), dialled inside the node.
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DialContext: n.DialContext, DisableKeepAlives: true}}
+	var (
+		mu     sync.Mutex
+		pushes []proofPush
+		wg     sync.WaitGroup
+	)
+	stop := make(chan struct{})
+	for i := 0; i < proofPushers; i++ {
+		wg.Add(1)
+		go func(id int) {
+			defer wg.Done()
+			for seq := 0; ; seq++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				next := time.Now().Add(proofEvery)
+				p := proofPush{pusher: id, seq: seq, start: time.Now()}
+				resp, err := client.Post(fmt.Sprintf("http://%s:9091/metrics/job/proof/instance/p%d-s%d", svc, id, seq), "text/plain; version=0.0.4",
+					strings.NewReader(fmt.Sprintf("proof_push{pusher=\"%d\"} %d\n", id, seq)))
+				if err != nil {
+					p.err = errKind(err)
+				} else {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					_ = resp.Body.Close()
+					p.status = resp.StatusCode
+				}
+				p.end = time.Now()
+				mu.Lock()
+				pushes = append(pushes, p)
+				mu.Unlock()
+				select {
+				case <-stop:
+					return
+				case <-time.After(time.Until(next)):
+				}
+			}
+		}(i)
+	}
+	time.Sleep(proofWarmup)
+	t0 := time.Now()
+	if err := n.Clientset.CoreV1().Pods(a.ns).Delete(ctx, old.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Until the Service routes to the replacement, then a tail of load.
+	deadline := time.Now().Add(4 * time.Minute)
+	for routes.current() != timeline.RouteNew {
+		if time.Now().After(deadline) {
+			t.Fatalf("arm %s: the Service did not route to a replacement within 4m; routes %v", a.name, routes.changes())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(proofTail)
+	close(stop)
+	wg.Wait()
+	tEnd := time.Now()
+	pStart, pEnd := persist.Stop()
+	wcancel()
+	pw := podw.result()
+
+	at := func(tm time.Time) float64 {
+		if tm.IsZero() {
+			return -1
+		}
+		return tm.Sub(t0).Seconds()
+	}
+	rec := []timeline.Event{{Kind: timeline.KindDeleted, T: 0}}
+	add := func(k timeline.Kind, tm time.Time) {
+		if !tm.IsZero() {
+			rec = append(rec, timeline.Event{Kind: k, T: at(tm)})
+		}
+	}
+	// The kubelet's SIGTERM: containerd's CRI StopContainer call (it signals the task at once);
+	// the replacement's start: its StartContainer returning.
+	sigterm, newStart := containerdTimes(containerdLog, pw.oldContainerID, pw.newContainerID)
+	if term.HasPreStop {
+		add(timeline.KindPreStop, pw.deletionSeen)
+	}
+	add(timeline.KindSIGTERM, sigterm)
+	add(timeline.KindPersistStart, pStart)
+	add(timeline.KindPersistEnd, pEnd)
+	exit := pw.oldFinished
+	if pw.oldExitCode == 137 {
+		add(timeline.KindSIGKILL, exit)
+	} else {
+		add(timeline.KindExit, exit)
+	}
+	if newStart.IsZero() {
+		newStart = pw.newStarted
+	}
+	add(timeline.KindNewStart, newStart)
+	add(timeline.KindNewServing, pw.newReady)
+	for _, c := range routes.changes() {
+		rec = append(rec, timeline.Event{Kind: timeline.KindRoute, T: at(c.at), Route: c.route})
+		res.routes = append(res.routes, fmt.Sprintf("%s %.2fs", c.what, at(c.at)))
+		switch {
+		case c.what == "old endpoint not ready (terminating, serving)":
+			res.oldNotReady = at(c.at)
+		case c.route == timeline.RouteNone && res.oldNotServing == 0:
+			res.oldNotServing = at(c.at)
+		case c.route == timeline.RouteNew:
+			res.routedNew = at(c.at)
+		}
+	}
+	rec = append(rec, timeline.Event{Kind: timeline.KindEnd, T: at(tEnd)})
+
+	present, marker := storedOnReplacement(t, n, pw.newIP)
+	res.marker = marker
+	newStartT := newStart
+	for _, p := range pushes {
+		res.attempts++
+		route := routes.at(p.start)
+		var f timeline.Fate
+		switch {
+		case p.status/100 == 2 && !present[fmt.Sprintf("p%d-s%d", p.pusher, p.seq)]:
+			f = timeline.FateLost
+			res.lost++
+		case p.status/100 == 2 && !newStartT.IsZero() && p.end.After(newStartT):
+			f = timeline.FateAckNew
+			res.ackNew++
+		case p.status/100 == 2:
+			f = timeline.FateAckOld
+			res.ackOld++
+		case p.err != "" && route == timeline.RouteOld:
+			f = timeline.FateRefused
+			res.refusedOld++
+		case p.err != "" && route == timeline.RouteNone:
+			f = timeline.FateNoEndpoint
+			res.noEndpoint++
+		default:
+			f = timeline.FateOther
+			res.other++
+			res.otherKinds[fmt.Sprintf("%s: %d %s", route, p.status, p.err)]++
+		}
+		if f == timeline.FateLost {
+			res.ackOld++ // a lost push was acknowledged by the old pod
+		}
+		rec = append(rec, timeline.Event{Kind: timeline.KindPush, T: at(p.start), D: p.end.Sub(p.start).Seconds(), Pusher: p.pusher, Fate: f})
+	}
+	res.sigterm, res.exit, res.exitCode = at(sigterm), at(exit), pw.oldExitCode
+	res.persistStart, res.persistEnd = at(pStart), at(pEnd)
+	res.newStart, res.newReady = at(newStart), at(pw.newReady)
+	after, _ := os.Stat(dataFile)
+	res.exitSource = "finishedAt (1 s resolution)"
+	persisted := after != nil && seedInfo != nil && !after.ModTime().Equal(seedInfo.ModTime())
+	note := fmt.Sprintf("real node: kubelet, EndpointSlice controller and kube-proxy (iptables); %d clients through the ClusterIP, each at most every %s; shutdown persist written: %t",
+		proofPushers, proofEvery, persisted)
+	res.log = &timeline.Run{Arm: a.name, Spec: term.String(), Note: note, Events: rec}
+
+	// Free the replacement's memory for the next arm.
+	kubectl(t, n, nil, "-n", a.ns, "scale", "deployment", proofService, "--replicas=0")
+	return res
+}
+
+func errKind(err error) string {
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, syscall.ECONNRESET):
+		return "connection reset"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "EOF"
+	case errors.Is(err, context.DeadlineExceeded), os.IsTimeout(err):
+		return "timeout"
+	case errors.Is(err, syscall.EHOSTUNREACH):
+		return "host unreachable"
+	}
+	return err.Error()
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// routeWatch follows the Service's EndpointSlices as the API server has them: the old pod's
+// endpoint serving (kube-proxy routes to it, as a terminating endpoint once it is not ready:
+// its fallback when no ready endpoint exists), no serving endpoint (kube-proxy rejects), or the
+// replacement ready. kube-proxy applies each change a little later; that lag is part of what
+// the pushes' fates show.
+type routeWatch struct {
+	mu   sync.Mutex
+	list []routeChange
+}
+
+func (w *routeWatch) current() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.list) == 0 {
+		return ""
+	}
+	return w.list[len(w.list)-1].route
+}
+
+func (w *routeWatch) changes() []routeChange {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]routeChange(nil), w.list...)
+}
+
+func (w *routeWatch) at(tm time.Time) string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	r := timeline.RouteOld
+	for _, c := range w.list {
+		if c.at.After(tm) {
+			break
+		}
+		r = c.route
+	}
+	return r
+}
+
+func watchRoutes(ctx context.Context, t *testing.T, n *harness.Node, ns, oldPod string) *routeWatch {
+	t.Helper()
+	w := &routeWatch{}
+	wi, err := n.Clientset.DiscoveryV1().EndpointSlices(ns).Watch(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + proofService})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer wi.Stop()
+		lastWhat := ""
+		for ev := range wi.ResultChan() {
+			s, ok := ev.Object.(*discoveryv1.EndpointSlice)
+			if !ok {
+				continue
+			}
+			route, what := timeline.RouteNone, "no serving endpoint"
+			for _, e := range s.Endpoints {
+				isOld := e.TargetRef != nil && e.TargetRef.Name == oldPod
+				ready := e.Conditions.Ready != nil && *e.Conditions.Ready
+				serving := e.Conditions.Serving != nil && *e.Conditions.Serving
+				switch {
+				case !isOld && ready:
+					route, what = timeline.RouteNew, "replacement endpoint ready"
+				case isOld && ready && route != timeline.RouteNew:
+					route, what = timeline.RouteOld, "old endpoint ready"
+				case isOld && serving && route != timeline.RouteNew:
+					route, what = timeline.RouteOld, "old endpoint not ready (terminating, serving)"
+				}
+			}
+			if ev.Type == "DELETED" {
+				route, what = timeline.RouteNone, "slice deleted"
+			}
+			if what == lastWhat {
+				continue
+			}
+			lastWhat = what
+			w.mu.Lock()
+			w.list = append(w.list, routeChange{at: time.Now(), route: route, what: what})
+			w.mu.Unlock()
+		}
+	}()
+	return w
+}
+
+type podTimes struct {
+	deletionSeen                   time.Time
+	oldContainerID, newContainerID string
+	oldFinished                    time.Time
+	oldExitCode                    int32
+	newStarted, newReady           time.Time
+	newIP                          string
+}
+
+type podWatch struct {
+	mu   sync.Mutex
+	done chan struct{}
+	r    podTimes
+}
+
+func (w *podWatch) result() podTimes {
+	<-w.done
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.r
+}
+
+func watchPods(ctx context.Context, t *testing.T, n *harness.Node, ns, oldPod string) *podWatch {
+	t.Helper()
+	w := &podWatch{done: make(chan struct{})}
+	wi, err := n.Clientset.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{LabelSelector: pgwSelector})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer close(w.done)
+		defer wi.Stop()
+		for ev := range wi.ResultChan() {
+			p, ok := ev.Object.(*corev1.Pod)
+			if !ok {
+				continue
+			}
+			now := time.Now()
+			w.mu.Lock()
+			if p.Name == oldPod {
+				if p.DeletionTimestamp != nil && w.r.deletionSeen.IsZero() {
+					w.r.deletionSeen = now
+				}
+				for _, cs := range p.Status.ContainerStatuses {
+					if cs.ContainerID != "" {
+						w.r.oldContainerID = strings.TrimPrefix(cs.ContainerID, "containerd://")
+					}
+					if cs.State.Terminated != nil {
+						w.r.oldFinished = cs.State.Terminated.FinishedAt.Time
+						w.r.oldExitCode = cs.State.Terminated.ExitCode
+					}
+				}
+			} else {
+				w.r.newIP = p.Status.PodIP
+				for _, cs := range p.Status.ContainerStatuses {
+					if cs.ContainerID != "" {
+						w.r.newContainerID = strings.TrimPrefix(cs.ContainerID, "containerd://")
+					}
+					if cs.State.Running != nil {
+						w.r.newStarted = cs.State.Running.StartedAt.Time
+					}
+				}
+				for _, c := range p.Status.Conditions {
+					if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue && w.r.newReady.IsZero() {
+						w.r.newReady = now
+					}
+				}
+			}
+			w.mu.Unlock()
+		}
+	}()
+	return w
+}
+
+var containerdTime = regexp.MustCompile(`time="([^"]+)"`)
+
+// containerdTimes reads containerd's log (info level): when the CRI StopContainer for the old
+// container came in (the kubelet's SIGTERM, after the preStop hook) and when the replacement's
+// StartContainer returned.
+func containerdTimes(path, oldID, newID string) (sigterm, newStart time.Time) {
+	f, err := os.Open(path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64*1024), 4*1024*1024)
+	for sc.Scan() {
+		line := sc.Text()
+		m := containerdTime.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		tm, err := time.Parse(time.RFC3339Nano, m[1])
+		if err != nil {
+			continue
+		}
+		if oldID != "" && sigterm.IsZero() && strings.Contains(line, "StopContainer for") && strings.Contains(line, oldID) {
+			sigterm = tm
+		}
+		if newID != "" && newStart.IsZero() && strings.Contains(line, "StartContainer for") && strings.Contains(line, newID) && strings.Contains(line, "returns successfully") {
+			newStart = tm
+		}
+	}
+	return
+}
+
+// persistDirWatch sees the shutdown persist from outside the pod: Pushgateway writes
+// <file>.in_progress.<random> and renames it over <file> (storage/diskmetricstore.go). The
+// volume is a directory of the host, so the test polls it directly.
+type persistDirWatch struct {
+	stop, done chan struct{}
+	mu         sync.Mutex
+	start, end time.Time
+}
+
+func watchPersistDir(dir, file string) *persistDirWatch {
+	w := &persistDirWatch{stop: make(chan struct{}), done: make(chan struct{})}
+	prefix := file + ".in_progress."
+	go func() {
+		defer close(w.done)
+		tick := time.NewTicker(2 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			entries, err := os.ReadDir(dir)
+			now := time.Now()
+			if err == nil {
+				seen := false
+				for _, e := range entries {
+					if strings.HasPrefix(e.Name(), prefix) {
+						seen = true
+					}
+				}
+				w.mu.Lock()
+				switch {
+				case seen && w.start.IsZero():
+					w.start = now
+				case !seen && !w.start.IsZero() && w.end.IsZero():
+					w.end = now
+				}
+				w.mu.Unlock()
+			}
+			select {
+			case <-w.stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return w
+}
+
+func (w *persistDirWatch) Stop() (start, end time.Time) {
+	close(w.stop)
+	<-w.done
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.start, w.end
+}
+
+// storedOnReplacement removes the preload from the replacement (to keep the query small) and
+// lists the instance labels of the pushed groups it has, and whether the preload marker is
+// there (the store was restored from the volume at all).
+func storedOnReplacement(t *testing.T, n *harness.Node, ip string) (map[string]bool, bool) {
+	t.Helper()
+	c := n.HTTPClient(2 * time.Minute)
+	base := "http://" + ip + ":9091"
+	do := func(method, url, body string) *http.Response {
+		req, err := http.NewRequest(method, url, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, url, err)
+		}
+		if resp.StatusCode/100 != 2 {
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+			t.Fatalf("%s %s: %s %s", method, url, resp.Status, b)
+		}
+		return resp
+	}
+	for g := 0; g < proofPreload.Groups; g++ {
+		do(http.MethodDelete, fmt.Sprintf("%s/metrics/job/preload/instance/%d", base, g), "").Body.Close()
+	}
+	// A checked push returns after the store's loop has processed everything queued before it.
+	do(http.MethodPost, base+"/metrics/job/proof-sync", "proof_sync 1\n").Body.Close()
+	resp := do(http.MethodGet, base+"/api/v1/metrics", "")
+	defer resp.Body.Close()
+	var body struct {
+		Data []struct {
+			Labels map[string]string `json:"labels"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatal(err)
+	}
+	present := map[string]bool{}
+	marker := false
+	for _, g := range body.Data {
+		switch g.Labels["job"] {
+		case "proof":
+			present[g.Labels["instance"]] = true
+		case "preload-marker":
+			marker = true
+		}
+	}
+	return present, marker
+}
+
+func secs(s float64) string {
+	if s < 0 {
+		return "not seen"
+	}
+	return fmt.Sprintf("%.2f s", s)
+}
+
+func proofTable(results []*proofResult) string {
+	var b strings.Builder
+	b.WriteString("| arm | pod spec | SIGTERM (containerd StopContainer) | persist (start - end) | old container exit (code) | pushes attempted | refused/reset while old endpoint served | acknowledged (old + new pod) | **acknowledged lost** | refused with no endpoint | other | replacement started / routed to |\n")
+	b.WriteString("|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---|\n")
+	for _, r := range results {
+		persist := "not seen"
+		if r.persistStart >= 0 {
+			persist = secs(r.persistStart) + " - "
+			if r.persistEnd >= 0 {
+				persist += secs(r.persistEnd)
+			} else {
+				persist += "**cut (SIGKILL)**"
+			}
+		}
+		code := fmt.Sprintf("%d", r.exitCode)
+		if r.exitCode == 137 {
+			code = "**137: SIGKILL**"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s (%s) | %d | %d | %d (%d + %d) | %d | %d | %d | %s / %s |\n",
+			r.arm.name, r.spec, secs(r.sigterm), persist, secs(r.exit), code, r.attempts, r.refusedOld,
+			r.ackOld+r.ackNew, r.ackOld, r.ackNew, r.lost, r.noEndpoint, r.other, secs(r.newStart), secs(r.routedNew))
+	}
+	return b.String()
+}
+
+func writeWhyNode(path string, results []*proofResult, seed *proof.Seeded, table string, pics []string, took time.Duration) error {
+	var b strings.Builder
+	b.WriteString("<!-- Written by `make proof-node` (test/node: TestProofNode -proof). Regenerate, do not edit by hand. -->\n")
+	b.WriteString("# Why, on a real node: the three arms with nothing replayed\n\n")
+	b.WriteString("[Back to the replayed proof](why.md). **Reproduce:** `make proof-node` (root; see [real-node.md](real-node.md)).\n\n")
+	fmt.Fprintf(&b, "Measured %s on %d cores, %s/%s; the run (images, seeding, node start, three arms, clean-up check not included) took %s.\n\n",
+		time.Now().UTC().Format("2006-01-02 15:04 UTC"), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, took)
+	b.WriteString("![Timelines of the three arms on the real node](proof-node/timeline.svg)\n\n")
+	fmt.Fprintf(&b, "Same experiment as [why.md](why.md), on the one-node cluster of `make test-node`: the upstream chart's `persistence.yaml` "+
+		"(with `--persistence.file=/data/%s --persistence.interval=1h` added as users do through `extraArgs`), its PersistentVolumeClaim bound to a "+
+		"hostPath PersistentVolume in the node's own directory, preloaded with %d series (%.1f MB persisted; the seeding Pushgateway's shutdown persist took %.2f s on the host). "+
+		"%d clients push through the Service's ClusterIP (kube-proxy, iptables mode), each at most every %s, each push on a new connection, dialled from inside the node's network namespace. "+
+		"The pod is deleted with the API; the kubelet runs the preStop hook and sends the signals; the EndpointSlice controller and kube-proxy withdraw the endpoint; "+
+		"the Deployment's `Recreate` starts the replacement, which reads the persistence file from the same volume. Afterwards the replacement is queried (`/api/v1/metrics`) for every acknowledged push.\n\n",
+		proofDataFile, seed.Preload.Series(), float64(seed.Bytes)/1e6, seed.PersistTook.Seconds(), proofPushers, proofEvery)
+	b.WriteString("Times are seconds from the delete call. SIGTERM is containerd's CRI `StopContainer` for the old container (its log, nanoseconds); " +
+		"the persist is Pushgateway's `<file>.in_progress.*` file appearing and being renamed (polled every 2 ms on the volume); the old container's exit is its `finishedAt` " +
+		"(the API keeps whole seconds); the replacement's start is containerd's `StartContainer ... returns successfully`; routed to is the replacement's endpoint ready in the EndpointSlice.\n\n")
+	b.WriteString(table)
+	b.WriteString("\nEndpointSlice changes seen by the test (the API server's view; kube-proxy applies each a little later):\n\n")
+	for _, r := range results {
+		fmt.Fprintf(&b, "- **%s**: %s\n", r.arm.name, strings.Join(r.routes, "; "))
+	}
+	b.WriteString("\nOther outcomes (route at sending: status, error):\n\n")
+	for _, r := range results {
+		keys := make([]string, 0, len(r.otherKinds))
+		for k := range r.otherKinds {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		var parts []string
+		for _, k := range keys {
+			parts = append(parts, fmt.Sprintf("%s x%d", k, r.otherKinds[k]))
+		}
+		if len(parts) == 0 {
+			parts = []string{"none"}
+		}
+		fmt.Fprintf(&b, "- **%s**: %s\n", r.arm.name, strings.Join(parts, "; "))
+	}
+	b.WriteString("\nEach arm alone, with its event log: ")
+	var links []string
+	for _, r := range results {
+		links = append(links, fmt.Sprintf("[%s](proof-node/%s.svg) ([events](proof-node/%s.jsonl))", r.arm.name, r.arm.file, r.arm.file))
+	}
+	b.WriteString(strings.Join(links, ", ") + ".\n")
+	_ = pics
+	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
