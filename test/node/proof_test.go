@@ -25,6 +25,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/ociimage"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/harness"
@@ -48,7 +49,7 @@ const (
 // proofPreload: large label values (see proof.Preload), sized so that the shutdown
 // persist takes seconds: more than the kubelet's 2 s floor after a preStop that used up the
 // grace period, far less than the 15 s budget the product adds.
-var proofPreload = proof.Preload{Groups: 10, PerGroup: 1000, ValueBytes: 20000}
+var proofPreload = proof.Preload{Groups: 14, PerGroup: 1000, ValueBytes: 20000}
 
 // proofArgs are what users add through the chart's extraArgs to make the persistence variant
 // persist at all (the chart mounts the volume only). The interval is long so that only the
@@ -248,14 +249,14 @@ type proofResult struct {
 	log  *timeline.Run
 
 	attempts, ackOld, ackNew, refusedOld, noEndpoint, lost, other int
-	otherKinds                                                   map[string]int
-	marker                                                       bool
+	otherKinds                                                    map[string]int
+	marker                                                        bool
 
 	sigterm, exit, persistStart, persistEnd, newStart, newReady, routedNew float64 // seconds from the deletion, -1 unknown
-	exitCode                                                                  int32
-	exitSource                                                                string
-	oldNotReady, oldNotServing                                                float64 // the old endpoint in the EndpointSlice
-	routes                                                                    []string
+	exitCode                                                               int32
+	exitSource                                                             string
+	oldNotReady, oldNotServing                                             float64 // the old endpoint in the EndpointSlice
+	routes                                                                 []string
 }
 
 func (r *proofResult) summary() string {
@@ -365,8 +366,12 @@ spec:
 		}(i)
 	}
 	time.Sleep(proofWarmup)
-	t0 := time.Now()
-	if err := n.Clientset.CoreV1().Pods(a.ns).Delete(ctx, old.Name, metav1.DeleteOptions{}); err != nil {
+	// The replacement under Recreate: a rollout (what `kubectl rollout restart` does). A plain
+	// pod delete would not do: the ReplicaSet replaces a deleted pod at once, beside the
+	// terminating one, and the replacement reads the volume before the old pod's shutdown
+	// persist (the first run of this test measured that: every acknowledged push lost).
+	restart := fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{"kubectl.kubernetes.io/restartedAt":%q}}}}}`, time.Now().Format(time.RFC3339))
+	if _, err := n.Clientset.AppsV1().Deployments(a.ns).Patch(ctx, proofService, types.StrategicMergePatchType, []byte(restart), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	// Until the Service routes to the replacement, then a tail of load.
@@ -384,6 +389,12 @@ spec:
 	pStart, pEnd := persist.Stop()
 	wcancel()
 	pw := podw.result()
+	// t = 0 is the old pod's deletion (the Deployment controller scaling the old ReplicaSet
+	// down), as the test's watch saw it.
+	t0 := pw.deletionSeen
+	if t0.IsZero() {
+		t.Fatalf("arm %s: the old pod's deletion was never seen", a.name)
+	}
 
 	at := func(tm time.Time) float64 {
 		if tm.IsZero() {
@@ -848,10 +859,11 @@ func writeWhyNode(path string, results []*proofResult, seed *proof.Seeded, table
 		"(with `--persistence.file=/data/%s --persistence.interval=1h` added as users do through `extraArgs`), its PersistentVolumeClaim bound to a "+
 		"hostPath PersistentVolume in the node's own directory, preloaded with %d series (%.1f MB persisted; the seeding Pushgateway's shutdown persist took %.2f s on the host). "+
 		"%d clients push through the Service's ClusterIP (kube-proxy, iptables mode), each at most every %s, each push on a new connection, dialled from inside the node's network namespace. "+
-		"The pod is deleted with the API; the kubelet runs the preStop hook and sends the signals; the EndpointSlice controller and kube-proxy withdraw the endpoint; "+
-		"the Deployment's `Recreate` starts the replacement, which reads the persistence file from the same volume. Afterwards the replacement is queried (`/api/v1/metrics`) for every acknowledged push.\n\n",
+		"The pod is replaced by a rollout (`kubectl rollout restart`: a template annotation), so the Deployment's `Recreate` deletes the old pod and creates the replacement only once it is gone; "+
+		"the kubelet runs the preStop hook and sends the signals; the EndpointSlice controller and kube-proxy withdraw the endpoint; "+
+		"the replacement reads the persistence file from the same volume. Afterwards the replacement is queried (`/api/v1/metrics`) for every acknowledged push.\n\n",
 		proofDataFile, seed.Preload.Series(), float64(seed.Bytes)/1e6, seed.PersistTook.Seconds(), proofPushers, proofEvery)
-	b.WriteString("Times are seconds from the delete call. SIGTERM is containerd's CRI `StopContainer` for the old container (its log, nanoseconds); " +
+	b.WriteString("Times are seconds from the old pod's deletion (the Deployment controller scaling the old ReplicaSet down, as the test's watch saw it). SIGTERM is containerd's CRI `StopContainer` for the old container (its log, nanoseconds); " +
 		"the persist is Pushgateway's `<file>.in_progress.*` file appearing and being renamed (polled every 2 ms on the volume); the old container's exit is its `finishedAt` " +
 		"(the API keeps whole seconds); the replacement's start is containerd's `StartContainer ... returns successfully`; routed to is the replacement's endpoint ready in the EndpointSlice.\n\n")
 	b.WriteString(table)
@@ -875,6 +887,9 @@ func writeWhyNode(path string, results []*proofResult, seed *proof.Seeded, table
 		}
 		fmt.Fprintf(&b, "- **%s**: %s\n", r.arm.name, strings.Join(parts, "; "))
 	}
+	b.WriteString("\nA pod deleted directly (`kubectl delete pod`, an eviction, a drain) is another story: the ReplicaSet creates the replacement at once, beside the terminating pod, " +
+		"and it reads the volume before the old pod's shutdown persist, so every push acknowledged by the old pod after that read is lost whatever the pod spec; " +
+		"the first run of this test did that, see [proof-node-delete/why-node-delete.md](proof-node-delete/why-node-delete.md).\n")
 	b.WriteString("\nEach arm alone, with its event log: ")
 	var links []string
 	for _, r := range results {
