@@ -887,6 +887,15 @@ func writeWhyNode(path string, results []*proofResult, seed *proof.Seeded, table
 		}
 		fmt.Fprintf(&b, "- **%s**: %s\n", r.arm.name, strings.Join(parts, "; "))
 	}
+	b.WriteString("\n## Each arm in order\n\n")
+	for _, r := range results {
+		fmt.Fprintf(&b, "- **%s**: SIGTERM at %s; the EndpointSlice marked the old endpoint terminating at %s and stopped serving it at %s; "+
+			"%d pushes were refused or reset while it was still served, %d refused by kube-proxy with no endpoint; the persist ran %s - %s; "+
+			"the old container exited at %s (code %d); the replacement started at %s and was routed to at %s; %d acknowledged pushes lost.\n",
+			r.arm.name, secs(r.sigterm), secs(r.oldNotReady), secs(r.oldNotServing), r.refusedOld, r.noEndpoint, secs(r.persistStart), secs(r.persistEnd),
+			secs(r.exit), r.exitCode, secs(r.newStart), secs(r.routedNew), r.lost)
+	}
+	b.WriteString("\nWhat these numbers say, and how they differ from the replay: [real-node.md, \"The proof on the node\"](real-node.md#the-proof-on-the-node).\n")
 	b.WriteString("\nA pod deleted directly (`kubectl delete pod`, an eviction, a drain) is another story: the ReplicaSet creates the replacement at once, beside the terminating pod, " +
 		"and it reads the volume before the old pod's shutdown persist, so every push acknowledged by the old pod after that read is lost whatever the pod spec; " +
 		"the first run of this test did that, see [proof-node-delete/why-node-delete.md](proof-node-delete/why-node-delete.md).\n")

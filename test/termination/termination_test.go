@@ -355,7 +355,8 @@ func writeResults(t *testing.T, root string, cfg Config, seed *Seeded, arms, swe
 		"(`docs/proof/*.jsonl`, one JSON object a line: every route change, signal, persist and push of an arm, in seconds from the pod's deletion) " +
 		"and the pictures drawn from them (`docs/proof/*.svg`). `make test` runs a short form at 1/5 time that fails if arm 3 refuses or loses " +
 		"a push, or if arm 1 stops refusing, and checks that the committed pictures are what the committed logs render to " +
-		"(`go test ./test/timeline`).\n\n")
+		"(`go test ./test/timeline`). The same three arms on a real node, with nothing replayed (the kubelet, the EndpointSlice controller, " +
+		"kube-proxy, a volume): [why-node.md](why-node.md) (`make proof-node`).\n\n")
 	fmt.Fprintf(&b, "Measured %s on %s (load average before/after the run: %s); the run took %s.\n\n",
 		time.Now().UTC().Format("2006-01-02 15:04 MST"), machine(), load, took.Round(time.Second))
 	b.WriteString("![Timelines of the three arms on one time scale](proof/timeline.svg)\n\n")
