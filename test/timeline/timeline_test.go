@@ -25,6 +25,14 @@ func TestGolden(t *testing.T) { checkDir(t, "testdata") }
 // them: the picture in the README is what the recorded events render to.
 func TestProofPictures(t *testing.T) { checkDir(t, filepath.Join("..", "..", "docs", "proof")) }
 
+// TestProofNodePictures does the same for the real-node proof (make proof-node): its current
+// run and the first one, a direct pod delete.
+func TestProofNodePictures(t *testing.T) {
+	for _, d := range []string{"proof-node", "proof-node-delete"} {
+		checkDir(t, filepath.Join("..", "..", "docs", d))
+	}
+}
+
 func checkDir(t *testing.T, dir string) {
 	t.Helper()
 	if *update {
