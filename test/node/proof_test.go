@@ -855,6 +855,7 @@ func writeWhyNode(path string, results []*proofResult, seed *proof.Seeded, table
 	fmt.Fprintf(&b, "Measured %s on %d cores, %s/%s; the run (images, seeding, node start, three arms, clean-up check not included) took %s.\n\n",
 		time.Now().UTC().Format("2006-01-02 15:04 UTC"), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, took)
 	b.WriteString("![Timelines of the three arms on the real node](proof-node/timeline.svg)\n\n")
+	b.WriteString("The pictures are drawn by the replay's renderer: its grey \"503: no endpoint\" is, on this node, kube-proxy rejecting the connection (`connection refused`) while the Service has no serving endpoint.\n\n")
 	fmt.Fprintf(&b, "Same experiment as [why.md](why.md), on the one-node cluster of `make test-node`: the upstream chart's `persistence.yaml` "+
 		"(with `--persistence.file=/data/%s --persistence.interval=1h` added as users do through `extraArgs`), its PersistentVolumeClaim bound to a "+
 		"hostPath PersistentVolume in the node's own directory, preloaded with %d series (%.1f MB persisted; the seeding Pushgateway's shutdown persist took %.2f s on the host). "+
