@@ -51,9 +51,10 @@ func checkLog(t *testing.T, r *Result) {
 			t.Errorf("arm %s: the event log has %d %s, the result %d", r.Arm.Name, c.log, c.what, c.want)
 		}
 	}
-	if r.Killed && kinds[timeline.KindPersistEnd] > 0 {
-		t.Errorf("arm %s: killed, yet the log shows the persist completing", r.Arm.Name)
-	}
+	// A SIGKILL after the persist's rename but before the exit is a real outcome (seen in the
+	// short form on an idle machine, where the persist takes about as long as the scaled 0.4 s
+	// floor): the log then has both a persist end and a SIGKILL, as the table has "SIGKILL yes,
+	// persist written yes". The counts above already hold the log to the table.
 }
 
 func boolInt(b bool) int {
