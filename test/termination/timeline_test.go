@@ -150,6 +150,9 @@ func pictureReading(r *Result) string {
 			s(at[timeline.KindSIGTERM]), s(routeNone), r.RefusedOld)
 	}
 	switch {
+	case r.Killed && seen[timeline.KindPersistEnd]:
+		fmt.Fprintf(&b, "the store is written from %s to %s, then SIGKILL at %s before the process exits; %d acknowledged pushes lost; ",
+			s(at[timeline.KindPersistStart]), s(at[timeline.KindPersistEnd]), s(at[timeline.KindSIGKILL]), r.Lost)
 	case r.Killed && seen[timeline.KindPersistStart]:
 		fmt.Fprintf(&b, "the persist starts at %s and SIGKILL cuts it at %s (hatched), so %d acknowledged pushes are lost (red, with diamonds); ",
 			s(at[timeline.KindPersistStart]), s(at[timeline.KindSIGKILL]), r.Lost)
