@@ -1,11 +1,8 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"net/http"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -21,26 +18,9 @@ import (
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/harness"
 )
 
-// validateCalls reads controller-runtime's request counter for the validating path: how often
-// the API server called the workload validator.
+// validateCalls reads how often the API server called the workload validator.
 func (s *suite) validateCalls(t *testing.T) float64 {
-	t.Helper()
-	resp, err := http.Get(s.wh.MetricsURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var total float64
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "controller_runtime_webhook_requests_total{") && strings.Contains(line, `webhook="`+harness.ValidateWorkloadsPath+`"`) {
-			f := strings.Fields(line)
-			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
-			total += v
-		}
-	}
-	return total
+	return s.webhookCalls(t, harness.ValidateWorkloadsPath)
 }
 
 // eventually polls cond every 200 ms until it returns true or timeout passes; then it fails

@@ -591,7 +591,11 @@ func (s *suite) case7(ctx context.Context, t *testing.T) {
 }
 
 // mutateCalls reads controller-runtime's request counter for our mutating path.
-func (s *suite) mutateCalls(t *testing.T) float64 {
+func (s *suite) mutateCalls(t *testing.T) float64 { return s.webhookCalls(t, harness.MutatePodPath) }
+
+// webhookCalls reads controller-runtime's request counter for one webhook path: how often the
+// API server called it.
+func (s *suite) webhookCalls(t *testing.T, path string) float64 {
 	t.Helper()
 	resp, err := http.Get(s.wh.MetricsURL())
 	if err != nil {
@@ -602,7 +606,7 @@ func (s *suite) mutateCalls(t *testing.T) float64 {
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		line := sc.Text()
-		if strings.HasPrefix(line, "controller_runtime_webhook_requests_total{") && strings.Contains(line, `webhook="`+harness.MutatePodPath+`"`) {
+		if strings.HasPrefix(line, "controller_runtime_webhook_requests_total{") && strings.Contains(line, `webhook="`+path+`"`) {
 			f := strings.Fields(line)
 			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
 			total += v
