@@ -4,12 +4,13 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"path/filepath"
 	"sync/atomic"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
 	"github.com/go-logr/logr"
+
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/filewatch"
 )
 
 // Watcher holds the policy in force and replaces it when the file changes. An invalid new
@@ -85,47 +86,6 @@ func (w *Watcher) Start(ctx context.Context) error {
 		<-ctx.Done()
 		return nil
 	}
-	var events <-chan fsnotify.Event
-	var errs <-chan error
-	newNotifier := w.newNotifier
-	if newNotifier == nil {
-		newNotifier = fsnotify.NewWatcher
-	}
-	if fw, err := newNotifier(); err != nil {
-		w.log.Error(err, "cannot watch the policy file; polling it", "path", w.path, "interval", w.Interval.String())
-	} else {
-		defer func() { _ = fw.Close() }()
-		if err := fw.Add(filepath.Dir(w.path)); err != nil {
-			w.log.Error(err, "cannot watch the policy file; polling it", "path", w.path, "interval", w.Interval.String())
-		} else {
-			events, errs = fw.Events, fw.Errors
-		}
-	}
-	tick := time.NewTicker(w.Interval)
-	defer tick.Stop()
-	var debounce <-chan time.Time
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case _, ok := <-events:
-			if !ok {
-				events = nil // the poll goes on
-				continue
-			}
-			// Editors and the kubelet write in several steps; read once they are done.
-			debounce = time.After(100 * time.Millisecond)
-		case err, ok := <-errs:
-			if !ok {
-				errs = nil
-				continue
-			}
-			w.log.Error(err, "watching the policy file", "path", w.path)
-		case <-debounce:
-			debounce = nil
-			_ = w.Reload()
-		case <-tick.C:
-			_ = w.Reload()
-		}
-	}
+	filewatch.Watch(ctx, w.path, w.Interval, w.log, w.newNotifier, func() { _ = w.Reload() })
+	return nil
 }

@@ -8,12 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync/atomic"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
 	"github.com/go-logr/logr"
+
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/filewatch"
 )
 
 // clientCA is the CA bundle that client certificates must chain to (--client-ca-file),
@@ -85,50 +85,13 @@ func (c *clientCA) verify(cs tls.ConnectionState) error {
 // mounted ConfigMap or Secret changes by swapping a symlink) and on a poll, which alone
 // remains when fsnotify cannot start.
 func (c *clientCA) Start(ctx context.Context) error {
-	var events <-chan fsnotify.Event
-	var errs <-chan error
-	if fw, err := fsnotify.NewWatcher(); err != nil {
-		c.log.Error(err, "cannot watch the client CA file; polling it", "interval", c.interval.String())
-	} else {
-		defer func() { _ = fw.Close() }()
-		if err := fw.Add(filepath.Dir(c.path)); err != nil {
-			c.log.Error(err, "cannot watch the client CA file; polling it", "interval", c.interval.String())
-		} else {
-			events, errs = fw.Events, fw.Errors
-		}
-	}
-	tick := time.NewTicker(c.interval)
-	defer tick.Stop()
-	var debounce <-chan time.Time
-	try := func() {
+	filewatch.Watch(ctx, c.path, c.interval, c.log, nil, func() {
 		before := c.pool.Load()
 		if err := c.reload(); err != nil {
 			c.log.Error(err, "client CA reload failed; keeping the last good bundle", "path", c.path)
 		} else if c.pool.Load() != before {
 			c.log.Info("client CA reloaded", "path", c.path)
 		}
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case _, ok := <-events:
-			if !ok {
-				events = nil
-				continue
-			}
-			debounce = time.After(100 * time.Millisecond)
-		case err, ok := <-errs:
-			if !ok {
-				errs = nil
-				continue
-			}
-			c.log.Error(err, "watching the client CA file", "path", c.path)
-		case <-debounce:
-			debounce = nil
-			try()
-		case <-tick.C:
-			try()
-		}
-	}
+	})
+	return nil
 }
