@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -17,11 +15,7 @@ import (
 
 // upstreamDeployment is the Deployment of the upstream chart's default render.
 func upstreamDeployment(b *testing.B) string {
-	dir, err := fixtures.Dir()
-	if err != nil {
-		b.Fatal(err)
-	}
-	data, err := os.ReadFile(filepath.Join(dir, "upstream-chart", "default.yaml"))
+	data, err := fixtures.ReadUpstreamChart("default.yaml")
 	if err != nil {
 		b.Fatal(err)
 	}

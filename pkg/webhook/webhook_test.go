@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -74,14 +72,10 @@ func corpus(t testing.TB) map[string]*corev1.Pod {
 	return c
 }
 
-// upstreamPod is the pod template of the upstream chart's Deployment, from the owners' fixtures.
+// upstreamPod is the pod template of the upstream chart's Deployment, from the repository's test/testdata.
 func upstreamPod(t testing.TB) *corev1.Pod {
 	t.Helper()
-	dir, err := fixtures.Dir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(filepath.Join(dir, "upstream-chart", "default.yaml"))
+	data, err := fixtures.ReadUpstreamChart("default.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,8 +6,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"os"
-	"path/filepath"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -17,17 +15,14 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes/scheme"
 
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/fixtures"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/harness"
 )
 
 // readChartFixture decodes every document of an upstream chart rendering.
 func readChartFixture(t *testing.T, name string) []runtime.Object {
 	t.Helper()
-	dir, err := harness.FixturesDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(filepath.Join(dir, "upstream-chart", name))
+	data, err := fixtures.ReadUpstreamChart(name)
 	if err != nil {
 		t.Fatal(err)
 	}

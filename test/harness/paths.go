@@ -20,9 +20,14 @@ import (
 // RepoRoot returns the module root (the directory holding go.mod and hack/).
 func RepoRoot() (string, error) { return fixtures.RepoRoot() }
 
-// FixturesDir is the owners' read-only fixtures folder, which lives beside the repository
-// (`../shared/fixtures`), both here and in CI.
-func FixturesDir() (string, error) { return fixtures.Dir() }
+// UpstreamChartDir is the folder of the upstream chart's renderings inside the repository.
+func UpstreamChartDir() (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(root, fixtures.UpstreamChartRel), nil
+}
 
 var (
 	binDirOnce sync.Once

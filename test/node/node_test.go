@@ -24,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/watch"
 
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/fixtures"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/harness"
 )
 
@@ -177,11 +178,7 @@ func serviceIP(t *testing.T, n *harness.Node, ns, name string) string {
 // upstreamChart returns the upstream Pushgateway chart's default rendering, in namespace ns.
 func upstreamChart(t *testing.T, ns string) []byte {
 	t.Helper()
-	dir, err := harness.FixturesDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(filepath.Join(dir, "upstream-chart", "default.yaml"))
+	b, err := fixtures.ReadUpstreamChart("default.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

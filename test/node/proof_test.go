@@ -28,6 +28,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/ociimage"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/fixtures"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/harness"
 	proof "github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/termination"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/timeline"
@@ -113,15 +114,9 @@ func TestProofNode(t *testing.T) {
 	ps.StopAll()
 	t.Logf("preload: %d series, %.1f MB persisted; the seeding Pushgateway's shutdown persist took %.2fs", proofPreload.Series(), float64(seed.Bytes)/1e6, seed.PersistTook.Seconds())
 
-	manifest, err := os.ReadFile(filepath.Join(root, "..", "shared", "fixtures", "upstream-chart", "persistence.yaml"))
+	manifest, err := fixtures.ReadUpstreamChart("persistence.yaml")
 	if err != nil {
-		dir, derr := harness.FixturesDir()
-		if derr != nil {
-			t.Fatal(err)
-		}
-		if manifest, err = os.ReadFile(filepath.Join(dir, "upstream-chart", "persistence.yaml")); err != nil {
-			t.Fatal(err)
-		}
+		t.Fatal(err)
 	}
 	withArgs := insertAfterPullPolicy(t, manifest, proofArgs)
 	arm2 := insertAfterPullPolicy(t, withArgs, chartExampleHook)

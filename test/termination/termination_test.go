@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/fixtures"
 )
 
 var (
@@ -42,9 +44,9 @@ func repoRoot(t *testing.T) string {
 
 func fixture(t *testing.T, root, name string) string {
 	t.Helper()
-	p := filepath.Join(root, "..", "shared", "fixtures", "upstream-chart", name)
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("fixture %s not found (the repository expects shared/ beside it): %v", p, err)
+	p, err := fixtures.UpstreamChartFile(name)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return p
 }

@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -30,17 +29,9 @@ const Namespace = "monitoring"
 // RepoRoot is the module root.
 func RepoRoot() (string, error) { return fixtures.RepoRoot() }
 
-// FixturePath is the upstream chart's default rendering, beside the repository.
+// FixturePath is the upstream chart's default rendering, in the repository (test/testdata).
 func FixturePath() (string, error) {
-	dir, err := fixtures.Dir()
-	if err != nil {
-		return "", err
-	}
-	p := filepath.Join(dir, "upstream-chart", "default.yaml")
-	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("podgen: upstream chart fixture: %w", err)
-	}
-	return p, nil
+	return fixtures.UpstreamChartFile("default.yaml")
 }
 
 // UpstreamDeployment is the Deployment of the upstream chart's default rendering.

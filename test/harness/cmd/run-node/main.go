@@ -85,7 +85,7 @@ func run() (err error) {
 		return err
 	}
 	kubectl := filepath.Join(n.BinDir, "kubectl")
-	fixtures, _ := harness.FixturesDir()
+	fixtures, _ := harness.UpstreamChartDir()
 	step("ready")
 	fmt.Printf(`
 kubeconfig (admin, through a forwarder on 127.0.0.1):
@@ -95,7 +95,7 @@ kubeconfig (admin, through a forwarder on 127.0.0.1):
 The chart runs in %s (2 replicas, certificates rotated in-process); the namespace
 "monitoring" is opted in. Try, in another terminal:
   kubectl get pods -A -o wide
-  kubectl apply -f %s/upstream-chart/default.yaml     # the upstream Pushgateway chart, unchanged
+  kubectl apply -f %s/default.yaml     # the upstream Pushgateway chart, unchanged
   kubectl -n monitoring get pod -l app.kubernetes.io/name=prometheus-pushgateway \
     -o jsonpath='{.items[0].spec.containers[0].lifecycle}{"\n"}{.items[0].spec.terminationGracePeriodSeconds}{"\n"}'
   time kubectl -n monitoring delete pod -l app.kubernetes.io/name=prometheus-pushgateway
