@@ -45,10 +45,16 @@ vet: ## Run go vet.
 	go vet ./...
 
 .PHONY: test
-test: build k8s-binaries pushgateway helm ## Run every test: unit, golden, short fuzz, e2e against a real kube-apiserver, chart, termination proof (short).
+test: test-deps ## Run every test: unit, golden, short fuzz, e2e against a real kube-apiserver, chart, termination proof (short).
 	go test -count=1 -timeout 20m ./pkg/... ./cmd/...
 	@# One package at a time: the control-plane, load and timing tests must not share 2 cores.
 	go test -count=1 -p 1 -timeout 40m ./test/...
+
+# The tools are independent builds from the Go module proxy: side by side, the module downloads
+# and links of one overlap the compiles of another (a cold `make test` on 2 cores, docs/reference.md).
+.PHONY: test-deps
+test-deps:
+	@$(MAKE) --no-print-directory -j 4 build k8s-binaries pushgateway helm
 
 .PHONY: test-unit
 test-unit: ## Run the unit tests only (no control plane).
