@@ -78,6 +78,14 @@ func podVariables(root string) []variable {
 				bind("a", "s.find("+raw(nonWS+"+"+ws+"*$")+").find("+raw(nonWS+"+")+")", parseSecondsCEL("a"))+" : -1"))
 	keptLength := bind("p", "c.lifecycle.preStop",
 		"has(p.sleep) ? p.sleep.?seconds.orValue(0) : has(p.exec) ? "+bind("n", execSleep, "n < 0 ? "+v("sleep")+" : n")+" : "+v("sleep"))
+	// sidecarLength is engine.HookSleepSeconds of container c's preStop for otherSleeps: the
+	// seconds, or -1 for no hook or one whose length cannot be read.
+	sidecarLength := "has(c.lifecycle) && has(c.lifecycle.preStop) ? " +
+		bind("p", "c.lifecycle.preStop", "has(p.sleep) ? p.sleep.?seconds.orValue(0) : has(p.exec) ? "+execSleep+" : -1") + " : -1"
+	// The init containers and the containers are lists of different CEL types and cannot be
+	// concatenated; their names and lengths can (engine.otherSleeps' order: init containers first).
+	restartable := v("pod") + ".spec.?initContainers.orValue([]).filter(c, c.?restartPolicy.orValue('') == 'Always')"
+	nonTargets := v("containers") + ".filter(c, !(c.name in " + v("targets") + "))"
 	status := annotations.AnnotationStatus
 	invalidSuffix := "(size(" + v("problems") + ") > 0 ? '; invalid: ' + " + v("problems") + ".join('; ') : '')"
 
@@ -120,19 +128,29 @@ func podVariables(root string) []variable {
 		{"change", v("targetContainers") + ".filter(c, !(c.name in " + v("same") + ") && !(c.name in " + v("keptNames") + ")).map(c, c.name)"},
 		{"replaced", v("targetContainers") + ".filter(c, c.name in " + v("change") + " && has(c.lifecycle) && has(c.lifecycle.preStop)).map(c, c.name)"},
 		{"longest", "int(([0] + " + v("kept") + ".map(c, " + keptLength + ") + (size(" + v("same") + ") + size(" + v("change") + ") > 0 ? [" + v("sleep") + "] : [])).max())"},
+		{"targetLengths", v("targetContainers") + ".map(c, c.name in " + v("keptNames") + " ? " + keptLength + " : " + v("sleep") + ")"},
+		{"longestName", bind("i", v("targetLengths")+".indexOf("+v("longest")+")", "i < 0 ? '' : "+v("targetContainers")+"[i].name")},
+		{"otherLengths", restartable + ".map(c, " + sidecarLength + ") + " + nonTargets + ".map(c, " + sidecarLength + ")"},
+		{"otherNames", restartable + ".map(c, c.name) + " + nonTargets + ".map(c, c.name)"},
+		{"others", "int(([0] + " + v("otherLengths") + ").max())"},
+		{"floor", v("others") + " > " + v("longest") + " ? " + v("others") + " : " + v("longest")},
+		{"floorName", v("others") + " > " + v("longest") + " ? " + v("otherNames") + "[" + v("otherLengths") + ".indexOf(" + v("others") + ")] : " + v("longestName")},
 		{"parseProblems", v("injectProblem") + " + " + v("sleepProblem") + " + " + v("budgetProblem") + " + " + v("graceProblem") + " + " +
 			v("actionProblem") + " + " + v("containersProblem") + " + " + v("missingProblem")},
 		{"graceLowProblem", "!" + v("optOut") + " && !" + v("noTarget") + " && !(" + v("cfgReject") + " && size(" + v("parseProblems") + ") > 0) && " +
-			inRange("graceIn", "0", v("cfgMaxGrace")) + " && " + v("graceIn") + " < " + v("longest") + " ? [" + get(annotations.AnnotationTerminationGracePeriod) + "].map(x, " +
-			invalidPrefix(annotations.AnnotationTerminationGracePeriod) + " + " + quoteCEL("x") + " + ': must be at least the preStop sleep (' + " + fmtS(v("longest")) + " + ')') : []"},
+			inRange("graceIn", "0", v("cfgMaxGrace")) + " && " + v("graceIn") + " < " + v("floor") + " ? [" + get(annotations.AnnotationTerminationGracePeriod) + "].map(x, " +
+			invalidPrefix(annotations.AnnotationTerminationGracePeriod) + " + " + quoteCEL("x") + " + ': must be at least the longest preStop sleep of the pod, ' + " + fmtS(v("floor")) +
+			" + ' (container ' + " + quoteCEL(v("floorName")) + " + '), ' + (" + v("floor") + " > " + v("cfgMaxGrace") +
+			" ? 'which is above limits.maxTerminationGracePeriod (' + " + fmtS(v("cfgMaxGrace")) + " + '): remove the annotation' : 'so from ' + " +
+			fmtS(v("floor")) + " + ' to ' + " + fmtS(v("cfgMaxGrace")) + ")) : []"},
 		{"problems", v("parseProblems") + " + " + v("graceLowProblem")},
 		{"graceSet", "has(" + v("pod") + ".spec.terminationGracePeriodSeconds)"},
 		{"oldGrace", v("pod") + ".spec.?terminationGracePeriodSeconds.orValue(" + fmt.Sprint(engine.KubernetesDefaultGracePeriod) + ")"},
-		{"graceExplicit", inRange("graceIn", "0", v("cfgMaxGrace")) + " && " + v("graceIn") + " >= " + v("longest")},
+		{"graceExplicit", inRange("graceIn", "0", v("cfgMaxGrace")) + " && " + v("graceIn") + " >= " + v("floor")},
 		{"derived", "int(" + bind("s", v("longest")+" > "+maxInt64+" - "+v("budget")+" ? "+maxInt64+" : "+v("longest")+" + "+v("budget"),
-			v("oldGrace")+" > s ? "+v("oldGrace")+" : s") + ")"},
+			max3(v("oldGrace"), "s", v("others"))) + ")"},
 		{"capped", "!" + v("graceExplicit") + " && " + v("derived") + " > " + v("cfgMaxGrace") + " && " + v("oldGrace") + " <= " + v("cfgMaxGrace")},
-		{"newGrace", v("graceExplicit") + " ? " + v("graceIn") + " : " + v("capped") + " ? " + max3(v("cfgMaxGrace"), v("longest"), v("oldGrace")) + " : " + v("derived")},
+		{"newGrace", v("graceExplicit") + " ? " + v("graceIn") + " : " + v("capped") + " ? " + max3(v("cfgMaxGrace"), v("floor"), v("oldGrace")) + " : " + v("derived")},
 		{"graceChanged", "!" + v("graceSet") + " || " + v("newGrace") + " != " + v("oldGrace")},
 		{"status", "((size(" + v("change") + ") > 0 ? ['injected: ' + " + v("action") + " + ' ' + " + fmtS(v("sleep")) + " + ' on ' + " + v("change") + ".join(',') + " +
 			"(size(" + v("replaced") + ") > 0 ? ' (replaced existing preStop on ' + " + v("replaced") + ".join(',') + ')' : '')] : []) + " +

@@ -161,7 +161,14 @@ func Decide(pod *corev1.Pod, namespace string, pol *policy.Policy) Decision {
 	// longest is the longest preStop the pod will run, ours or a kept one: the grace period
 	// has to cover it, or the kubelet kills the container mid-sleep. A kept hook whose length
 	// cannot be read (httpGet, a script) counts as our sleep, the length we would have set.
+	// longestName is the first target with it, for the message of a grace period below it.
 	var longest int64
+	var longestName string
+	note := func(s int64, name string) {
+		if s > longest || s == longest && longestName == "" {
+			longest, longestName = s, name
+		}
+	}
 	var kept, replaced []string
 	for _, i := range targets {
 		c := &pod.Spec.Containers[i]
@@ -172,7 +179,7 @@ func Decide(pod *corev1.Pod, namespace string, pol *policy.Policy) Decision {
 			existing = c.Lifecycle.PreStop
 		}
 		if existing != nil && HookEqual(existing, want) {
-			longest = max(longest, d.Sleep)
+			note(d.Sleep, c.Name)
 			continue
 		}
 		if existing != nil && pol.ExistingPreStop != policy.ExistingPreStopReplace {
@@ -181,10 +188,10 @@ func Decide(pod *corev1.Pod, namespace string, pol *policy.Policy) Decision {
 			if !ok {
 				s = d.Sleep
 			}
-			longest = max(longest, s)
+			note(s, c.Name)
 			continue
 		}
-		longest = max(longest, d.Sleep)
+		note(d.Sleep, c.Name)
 		if existing != nil {
 			replaced = append(replaced, c.Name)
 			d.Warnings = append(d.Warnings, fmt.Sprintf("pushgateway-lifecycle: replaced the existing preStop hook of container %q (%s) with %s (policy existingPreStop: replace)",
@@ -193,27 +200,36 @@ func Decide(pod *corev1.Pod, namespace string, pol *policy.Policy) Decision {
 		d.Containers = append(d.Containers, ContainerChange{Index: i, Name: c.Name, PreStop: want, HadLifecycle: hadLC, HadPreStop: existing != nil})
 	}
 
+	// floor is the longest preStop sleep of any container: the API server refuses a pod with a
+	// sleep longer than its grace period, the other containers' and the native sidecars' as
+	// much as ours, so no grace period we set may be shorter. Only our own sleep gets the
+	// shutdown budget on top; the others' hooks are not ours to size.
+	others, othersName := otherSleeps(pod, targets)
+	floor, floorName := longest, longestName
+	if others > longest {
+		floor, floorName = others, othersName
+	}
+
 	var graceNote string
 	switch {
-	case set.TerminationGracePeriod != nil && *set.TerminationGracePeriod >= longest:
+	case set.TerminationGracePeriod != nil && *set.TerminationGracePeriod >= floor:
 		d.NewGrace = *set.TerminationGracePeriod
 	default:
 		if set.TerminationGracePeriod != nil {
-			// Below the sleep the API server would reject the pod: treat it as invalid.
+			// Below a sleep the API server would reject the pod: treat it as invalid.
 			d.Problems = append(d.Problems, field.Invalid(annotations.Path(annotations.AnnotationTerminationGracePeriod), field.OmitValueType{},
-				fmt.Sprintf("%s: must be at least the preStop sleep (%s)",
-					annotations.Truncate(ann[annotations.AnnotationTerminationGracePeriod]), annotations.FormatSeconds(longest))))
+				graceBelowFloor(ann[annotations.AnnotationTerminationGracePeriod], floor, floorName, int64(pol.Limits.MaxTerminationGracePeriod))))
 			if pol.OnInvalid == policy.OnInvalidReject {
 				d.Outcome = OutcomeDenied
 				d.Containers = nil
 				return d
 			}
 		}
-		d.NewGrace = max(d.OldGrace, addCapped(longest, budget))
+		d.NewGrace = max(d.OldGrace, addCapped(longest, budget), others)
 		if d.NewGrace > int64(pol.Limits.MaxTerminationGracePeriod) && d.OldGrace <= int64(pol.Limits.MaxTerminationGracePeriod) {
 			// Capped so that node drains (Cluster Autoscaler) do not give up on the pod;
-			// never below the sleep, which the API server requires.
-			d.NewGrace = max(int64(pol.Limits.MaxTerminationGracePeriod), longest, d.OldGrace)
+			// never below a sleep, which the API server requires.
+			d.NewGrace = max(int64(pol.Limits.MaxTerminationGracePeriod), floor, d.OldGrace)
 			graceNote = " (capped by limits.maxTerminationGracePeriod)"
 		}
 	}
@@ -239,6 +255,46 @@ func Decide(pod *corev1.Pod, namespace string, pol *policy.Policy) Decision {
 	d.Status = statusText(&d, kept, replaced, graceNote)
 	d.SetStatus = ann[annotations.AnnotationStatus] != d.Status
 	return d
+}
+
+// otherSleeps is the longest readable preStop sleep (HookSleepSeconds) among the containers
+// that are not targets and the restartable init containers (native sidecars; other init
+// containers may not have hooks), with the first container that has it, init containers
+// first. Hooks whose length cannot be read do not count: the API server bounds only the
+// sleep action, and these hooks are the pod's own, not ones we set.
+func otherSleeps(pod *corev1.Pod, targets []int) (int64, string) {
+	var longest int64
+	var name string
+	note := func(c *corev1.Container) {
+		if c.Lifecycle == nil {
+			return
+		}
+		if s, ok := HookSleepSeconds(c.Lifecycle.PreStop); ok && s > longest {
+			longest, name = s, c.Name
+		}
+	}
+	for i := range pod.Spec.InitContainers {
+		c := &pod.Spec.InitContainers[i]
+		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			note(c)
+		}
+	}
+	for i := range pod.Spec.Containers {
+		if !containsInt(targets, i) {
+			note(&pod.Spec.Containers[i])
+		}
+	}
+	return longest, name
+}
+
+// graceBelowFloor explains a termination-grace-period annotation below the longest sleep.
+func graceBelowFloor(value string, floor int64, name string, maxGrace int64) string {
+	msg := fmt.Sprintf("%s: must be at least the longest preStop sleep of the pod, %s (container %s), ",
+		annotations.Truncate(value), annotations.FormatSeconds(floor), annotations.Truncate(name))
+	if floor > maxGrace {
+		return msg + fmt.Sprintf("which is above limits.maxTerminationGracePeriod (%s): remove the annotation", annotations.FormatSeconds(maxGrace))
+	}
+	return msg + fmt.Sprintf("so from %s to %s", annotations.FormatSeconds(floor), annotations.FormatSeconds(maxGrace))
 }
 
 // skip records a skip; with record the reason goes into the status annotation (for skips a

@@ -102,7 +102,7 @@ func TestMutate(t *testing.T) {
 			want: want{outcome: OutcomeInjected, grace: 30, hooks: map[string]string{"pushgateway": "sleep 30s"}, status: "injected: sleep 30s on pushgateway; terminationGracePeriodSeconds 30"}},
 		{name: "explicit grace below sleep warns and derives", pod: pgwPod(withAnn(annotations.AnnotationTerminationGracePeriod, "10s")), pol: pol(),
 			want: want{outcome: OutcomeInvalid, grace: 45, hooks: map[string]string{"pushgateway": "sleep 30s"},
-				warns: []string{`termination-grace-period]: Invalid value: "10s": must be at least the preStop sleep (30s)`}}},
+				warns: []string{`termination-grace-period]: Invalid value: "10s": must be at least the longest preStop sleep of the pod, 30s (container "pushgateway"), so from 30s to 10m0s`}}},
 		{name: "explicit grace below sleep is denied with reject", pod: pgwPod(withAnn(annotations.AnnotationTerminationGracePeriod, "10s")), pol: pol(reject),
 			want: want{outcome: OutcomeDenied, grace: 30, hooks: map[string]string{"pushgateway": ""}, status: "-"}},
 		{name: "exec action", pod: pgwPod(withAnn(annotations.AnnotationPreStopAction, "exec", annotations.AnnotationPreStopSleep, "90s")), pol: pol(),

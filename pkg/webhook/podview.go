@@ -8,9 +8,10 @@ import (
 )
 
 // podView holds exactly the pod fields the engine reads (engine.Decide: labels, annotations,
-// namespace, container names, images and lifecycles, the grace period). Decoding into it
-// skips the rest of the pod instead of allocating it; TestPodViewEquivalence proves that the
-// engine decides the same on a podView as on the fully decoded pod.
+// namespace, container names, images and lifecycles, init containers' names, restart policies
+// and lifecycles, the grace period). Decoding into it skips the rest of the pod instead of
+// allocating it; TestPodViewEquivalence proves that the engine decides the same on a podView
+// as on the fully decoded pod.
 type podView struct {
 	Kind     string `json:"kind"`
 	Metadata struct {
@@ -21,8 +22,11 @@ type podView struct {
 		Annotations  map[string]string `json:"annotations"`
 	} `json:"metadata"`
 	Spec struct {
-		Containers                    []containerView `json:"containers"`
-		TerminationGracePeriodSeconds *int64          `json:"terminationGracePeriodSeconds"`
+		Containers []containerView `json:"containers"`
+		// InitContainers are read for their preStop sleeps only: a native sidecar's sleep
+		// bounds the grace period as much as a container's.
+		InitContainers                []initContainerView `json:"initContainers"`
+		TerminationGracePeriodSeconds *int64              `json:"terminationGracePeriodSeconds"`
 	} `json:"spec"`
 }
 
@@ -30,6 +34,12 @@ type containerView struct {
 	Name      string            `json:"name"`
 	Image     string            `json:"image"`
 	Lifecycle *corev1.Lifecycle `json:"lifecycle"`
+}
+
+type initContainerView struct {
+	Name          string                         `json:"name"`
+	RestartPolicy *corev1.ContainerRestartPolicy `json:"restartPolicy"`
+	Lifecycle     *corev1.Lifecycle              `json:"lifecycle"`
 }
 
 // pod builds the sparse corev1.Pod the engine runs on.
@@ -46,6 +56,13 @@ func (v *podView) pod() *corev1.Pod {
 		for i := range v.Spec.Containers {
 			c := &v.Spec.Containers[i]
 			p.Spec.Containers[i] = corev1.Container{Name: c.Name, Image: c.Image, Lifecycle: c.Lifecycle}
+		}
+	}
+	if n := len(v.Spec.InitContainers); n > 0 {
+		p.Spec.InitContainers = make([]corev1.Container, n)
+		for i := range v.Spec.InitContainers {
+			c := &v.Spec.InitContainers[i]
+			p.Spec.InitContainers[i] = corev1.Container{Name: c.Name, RestartPolicy: c.RestartPolicy, Lifecycle: c.Lifecycle}
 		}
 	}
 	return p

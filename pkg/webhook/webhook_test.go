@@ -69,6 +69,20 @@ func corpus(t testing.TB) map[string]*corev1.Pod {
 	p.Labels = map[string]string{"app": "web"}
 	c["not selected"] = p
 	c["upstream chart pod"] = upstreamPod(t)
+	// A sidecar's sleep above the grace annotation: the grace period stays above the sleep.
+	always := corev1.ContainerRestartPolicyAlways
+	sleep60 := &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: 60}}}
+	g90 := int64(90)
+	p = base()
+	p.Spec.TerminationGracePeriodSeconds = &g90
+	p.Annotations = map[string]string{annotations.AnnotationTerminationGracePeriod: "40s"}
+	p.Spec.InitContainers = []corev1.Container{{Name: "init", Image: "busybox"}, {Name: "proxy", Image: "envoy", RestartPolicy: &always, Lifecycle: sleep60}}
+	c["native sidecar sleeps above the grace annotation"] = p
+	p = base()
+	p.Spec.TerminationGracePeriodSeconds = &g90
+	p.Annotations = map[string]string{annotations.AnnotationTerminationGracePeriod: "40s"}
+	p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: "proxy", Image: "envoy", Lifecycle: sleep60})
+	c["sidecar sleeps above the grace annotation"] = p
 	return c
 }
 
