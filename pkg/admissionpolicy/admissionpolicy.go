@@ -12,6 +12,7 @@ package admissionpolicy
 import (
 	"bytes"
 	"fmt"
+	"strconv"
 	"strings"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -21,6 +22,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/annotations"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/engine"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
 )
 
@@ -231,9 +233,12 @@ func selectionCEL(pol *policy.Policy, root string) (string, error) {
 // mutationCEL is engine.Apply as a JSON patch, built from the decision like pkg/webhook's.
 func mutationCEL() string {
 	statusPath := "/metadata/annotations/" + strings.ReplaceAll(annotations.AnnotationStatus, "/", "~1")
-	statusOp := func(s string) string {
-		return "(has(object.metadata.annotations) ? JSONPatch{op: 'add', path: " + lit(statusPath) + ", value: " + s + "} : " +
-			"JSONPatch{op: 'add', path: '/metadata/annotations', value: {" + lit(annotations.AnnotationStatus) + ": " + s + "}})"
+	// statusOps writes the status s unless the pod's annotations would then exceed the API
+	// server's limit (engine.limitStatus): no operation at all then.
+	statusOps := func(s string) string {
+		return "(variables.annSize + size(bytes(" + s + ")) > " + strconv.Itoa(engine.TotalAnnotationSizeLimit) + " ? [] : [" +
+			"(has(object.metadata.annotations) ? JSONPatch{op: 'add', path: " + lit(statusPath) + ", value: " + s + "} : " +
+			"JSONPatch{op: 'add', path: '/metadata/annotations', value: {" + lit(annotations.AnnotationStatus) + ": " + s + "}})])"
 	}
 	hook := "(variables.action == 'exec' ? " +
 		"Object.spec.containers.lifecycle.preStop{exec: Object.spec.containers.lifecycle.preStop.exec{command: ['/bin/sh', '-c', 'sleep ' + string(variables.sleep)]}} : " +
@@ -243,11 +248,11 @@ func mutationCEL() string {
 		"JSONPatch{op: has(c.lifecycle.preStop) ? 'replace' : 'add', path: '/spec/containers/' + string(i) + '/lifecycle/preStop', value: " + hook + "})"
 	unchanged := "size(variables.change) == 0 && !variables.graceChanged"
 	return "variables.denied ? [] : " +
-		"variables.skipStatus != '' ? (variables.skipStatus == variables.currentStatus ? [] : [" + statusOp("variables.skipStatus") + "]) : " +
-		unchanged + " ? (" + lit(annotations.AnnotationStatus) + " in variables.ann ? [] : [" + statusOp("variables.statusText") + "]) : " +
+		"variables.skipStatus != '' ? (variables.skipStatus == variables.currentStatus ? [] : " + statusOps("variables.skipStatus") + ") : " +
+		unchanged + " ? (" + lit(annotations.AnnotationStatus) + " in variables.ann ? [] : " + statusOps("variables.statusText") + ") : " +
 		hooks + " + " +
 		"(variables.graceChanged ? [JSONPatch{op: variables.graceSet ? 'replace' : 'add', path: '/spec/terminationGracePeriodSeconds', value: variables.newGrace}] : []) + " +
-		"(variables.statusText == variables.currentStatus ? [] : [" + statusOp("variables.statusText") + "])"
+		"(variables.statusText == variables.currentStatus ? [] : " + statusOps("variables.statusText") + ")"
 }
 
 // namespaceSelector is the webhook configuration's: opted-in namespaces (or all, with

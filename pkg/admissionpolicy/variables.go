@@ -163,6 +163,9 @@ func podVariables(root string) []variable {
 		{"skipStatus", v("optOut") + " ? 'skipped: inject=false' + " + invalidSuffix + " : " + v("noTarget") + " ? 'skipped: no target container (name one in " +
 			annotations.AnnotationContainers + ")' + " + invalidSuffix + " : ''"},
 		{"currentStatus", ann + "[?" + lit(status) + "].orValue('')"},
+		// annSize is what the pod's annotations weigh against the API server's limit once the
+		// status key is added, without the status value (ValidateAnnotationsSize counts bytes).
+		{"annSize", "([" + strconv.Itoa(len(status)) + "] + " + ann + ".map(k, k == " + lit(status) + " ? 0 : size(bytes(k)) + size(bytes(" + ann + "[k])))).sum()"},
 		{"denied", v("cfgReject") + " && !" + v("optOut") + " && size(" + v("problems") + ") > 0"},
 	}
 }

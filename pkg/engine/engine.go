@@ -39,6 +39,12 @@ const (
 // KubernetesDefaultGracePeriod is what the API server defaults terminationGracePeriodSeconds to.
 const KubernetesDefaultGracePeriod int64 = 30
 
+// TotalAnnotationSizeLimit is the API server's bound on a pod's annotations, keys and values
+// together (apimachinery's TotalAnnotationSizeLimitB, a test keeps them equal): a status
+// annotation that crossed it would turn an admissible pod into one the API server refuses
+// after admission, which failurePolicy: Ignore does not cover.
+const TotalAnnotationSizeLimit = 256 * 1024
+
 // ContainerChange is the preStop hook to set on one container of spec.containers.
 type ContainerChange struct {
 	Index int
@@ -74,6 +80,9 @@ type Decision struct {
 	// Status is the value for the status annotation; SetStatus says whether to write it.
 	Status    string
 	SetStatus bool
+	// StatusOmitted: Status differs from the pod's, but writing it would take the pod's
+	// annotations over TotalAnnotationSizeLimit, so it is not written (a warning says so).
+	StatusOmitted bool
 	// HadAnnotations: the input had a non-nil annotations map (for precise patches).
 	HadAnnotations bool
 
@@ -245,6 +254,7 @@ func Decide(pod *corev1.Pod, namespace string, pol *policy.Policy) Decision {
 		if _, has := ann[annotations.AnnotationStatus]; !has {
 			d.Status = statusText(&d, kept, replaced, graceNote)
 			d.SetStatus = true
+			limitStatus(&d, ann)
 		}
 		return d
 	}
@@ -254,6 +264,7 @@ func Decide(pod *corev1.Pod, namespace string, pol *policy.Policy) Decision {
 	}
 	d.Status = statusText(&d, kept, replaced, graceNote)
 	d.SetStatus = ann[annotations.AnnotationStatus] != d.Status
+	limitStatus(&d, ann)
 	return d
 }
 
@@ -297,6 +308,29 @@ func graceBelowFloor(value string, floor int64, name string, maxGrace int64) str
 	return msg + fmt.Sprintf("so from %s to %s", annotations.FormatSeconds(floor), annotations.FormatSeconds(maxGrace))
 }
 
+// limitStatus drops a status annotation that would take the pod's annotations over
+// TotalAnnotationSizeLimit: the hook and the grace period matter, the record does not, and a
+// pod the API server refuses gets neither. An old status stays (the pod carried it already);
+// the decision and a warning say that the new one was left out.
+func limitStatus(d *Decision, ann map[string]string) {
+	if !d.SetStatus {
+		return
+	}
+	total := len(annotations.AnnotationStatus) + len(d.Status)
+	for k, v := range ann {
+		if k != annotations.AnnotationStatus {
+			total += len(k) + len(v)
+		}
+	}
+	if total <= TotalAnnotationSizeLimit {
+		return
+	}
+	d.SetStatus = false
+	d.StatusOmitted = true
+	d.Warnings = append(d.Warnings, fmt.Sprintf("pushgateway-lifecycle: status annotation %s left out: with it the pod's annotations would total %d bytes, over the limit of %d",
+		annotations.AnnotationStatus, total, TotalAnnotationSizeLimit))
+}
+
 // skip records a skip; with record the reason goes into the status annotation (for skips a
 // user asked for or can fix), written only when it differs so a reinvocation changes nothing.
 // addCapped adds two non-negative seconds without wrapping: a kept hook may come with any
@@ -317,6 +351,7 @@ func skip(d Decision, pod *corev1.Pod, reason string, record bool) Decision {
 			d.Status += "; invalid: " + problemsText(d.Problems)
 		}
 		d.SetStatus = pod.Annotations[annotations.AnnotationStatus] != d.Status
+		limitStatus(&d, pod.Annotations)
 	}
 	return d
 }

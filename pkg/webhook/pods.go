@@ -86,7 +86,12 @@ func (h *PodMutator) Review(req *request[podView]) *admissionv1.AdmissionRespons
 			if debug {
 				log().V(1).Info("pod left unchanged", "outcome", d.Outcome, "reason", d.Reason)
 			}
-			return allowed(req.UID, "")
+			r := allowed(req.UID, "")
+			if d.StatusOmitted {
+				// The only trace of the record the pod did not get.
+				r.Warnings = d.Warnings
+			}
+			return r
 		}
 	}
 	patch, err := BuildPatch(&d)

@@ -14,6 +14,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apivalidation "k8s.io/apimachinery/pkg/api/validation"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	"sigs.k8s.io/yaml"
@@ -83,6 +84,10 @@ func corpus(t testing.TB) map[string]*corev1.Pod {
 	p.Annotations = map[string]string{annotations.AnnotationTerminationGracePeriod: "40s"}
 	p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: "proxy", Image: "envoy", Lifecycle: sleep60})
 	c["sidecar sleeps above the grace annotation"] = p
+	// 64 bytes under the annotations' size limit: no room for the status annotation.
+	p = base()
+	p.Annotations = map[string]string{"example.com/config": strings.Repeat("x", engine.TotalAnnotationSizeLimit-len("example.com/config")-64)}
+	c["annotations near the size limit"] = p
 	return c
 }
 
@@ -305,6 +310,34 @@ func TestPodMutatorRequests(t *testing.T) {
 				t.Errorf("warnings = %q, want one naming the bad value", r.Warnings)
 			}
 		})
+	}
+}
+
+// TestPodMutatorAnnotationsNearLimit: a pod whose annotations leave no room for the status
+// annotation gets its hook and grace period without it, and a warning saying so; the patched
+// pod stays within the API server's limit (review of issue 26: 262183 > 262144 bytes).
+func TestPodMutatorAnnotationsNearLimit(t *testing.T) {
+	h := &PodMutator{Policy: StaticPolicy{policy.Default()}, Log: logr.Discard()}
+	const name = "annotations near the size limit"
+	pod := corpus(t)[name]
+	_, rv := post(t, h, reviewBody(t, admissionv1.Create, "Pod", pod), "application/json")
+	r := rv.Response
+	if !r.Allowed || len(r.Patch) == 0 {
+		t.Fatalf("%s: allowed %v, patch %s: want the hook patched in", name, r.Allowed, r.Patch)
+	}
+	raw, err := json.Marshal(pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := applyPatch(t, raw, r.Patch)
+	if err := apivalidation.ValidateAnnotationsSize(out.Annotations); err != nil {
+		t.Errorf("%s: the patched pod is invalid: %v", name, err)
+	}
+	if out.Spec.Containers[0].Lifecycle == nil || out.Spec.Containers[0].Lifecycle.PreStop == nil {
+		t.Errorf("%s: no preStop hook in %s", name, r.Patch)
+	}
+	if len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0], "status annotation "+annotations.AnnotationStatus+" left out") {
+		t.Errorf("%s: warnings = %q, want one about the status annotation", name, r.Warnings)
 	}
 }
 
