@@ -44,6 +44,29 @@ const (
 	AnnotationContainers = Prefix + "containers"
 	// AnnotationStatus is written by the webhook: what it did to the pod, or why it did nothing.
 	AnnotationStatus = Prefix + "status"
+	// AnnotationHandoff = "off" starts one pod at once even while a terminating predecessor
+	// still mounts its volume (no SchedulingGateHandoff); "auto" follows the policy.
+	AnnotationHandoff = Prefix + "handoff"
+	// AnnotationReadiness = "keep" leaves the Pushgateway container's readinessProbe timing as
+	// written; "tune" follows the policy.
+	AnnotationReadiness = Prefix + "readiness"
+)
+
+// SchedulingGateHandoff holds a replacement pod unscheduled while a terminating pod still
+// mounts the same volume, so that it loads the persistence file only after its predecessor's
+// shutdown persist. The controller removes it.
+const SchedulingGateHandoff = Prefix + "handoff"
+
+// Values of AnnotationHandoff (and of the policy's handoff.mode).
+const (
+	HandoffAuto = "auto"
+	HandoffOff  = "off"
+)
+
+// Values of AnnotationReadiness (and of the policy's readiness).
+const (
+	ReadinessTune = "tune"
+	ReadinessKeep = "keep"
 )
 
 // Keys owned by Kubernetes that decide whether a pod is mutated at all.

@@ -41,6 +41,9 @@ type Settings struct {
 	TerminationGracePeriod *int64
 	Action                 string
 	Containers             []string
+	// HandoffOff and ReadinessKeep are explicit per-pod opt-outs of the gate and the probe tuning.
+	HandoffOff    bool
+	ReadinessKeep bool
 }
 
 // Truncate shortens v for an error message and quotes it, so control characters and invalid
@@ -180,6 +183,32 @@ func ParseContainers(ann map[string]string) ([]string, *field.Error) {
 	return names, nil
 }
 
+// parseChoice reads an annotation whose value is one of two words; it reports whether the
+// value is the second one (the opt-out).
+func parseChoice(ann map[string]string, key, on, off string) (bool, *field.Error) {
+	v, ok := ann[key]
+	if !ok {
+		return false, nil
+	}
+	switch v {
+	case on:
+		return false, nil
+	case off:
+		return true, nil
+	}
+	return false, invalid(Path(key), v, fmt.Sprintf("%q or %q", on, off))
+}
+
+// ParseHandoff reads AnnotationHandoff: "auto", "off", or absent.
+func ParseHandoff(ann map[string]string) (off bool, err *field.Error) {
+	return parseChoice(ann, AnnotationHandoff, HandoffAuto, HandoffOff)
+}
+
+// ParseReadiness reads AnnotationReadiness: "tune", "keep", or absent.
+func ParseReadiness(ann map[string]string) (keep bool, err *field.Error) {
+	return parseChoice(ann, AnnotationReadiness, ReadinessTune, ReadinessKeep)
+}
+
 // Parse reads every tuning annotation. It returns what parsed and every error at once; a
 // setting with an error is left unset, so callers that warn instead of rejecting fall back
 // to the policy defaults for exactly that setting.
@@ -206,6 +235,16 @@ func Parse(ann map[string]string, lim Limits) (Settings, field.ErrorList) {
 		errs = append(errs, err)
 	} else {
 		s.Containers = c
+	}
+	if off, err := ParseHandoff(ann); err != nil {
+		errs = append(errs, err)
+	} else {
+		s.HandoffOff = off
+	}
+	if keep, err := ParseReadiness(ann); err != nil {
+		errs = append(errs, err)
+	} else {
+		s.ReadinessKeep = keep
 	}
 	return s, errs
 }

@@ -86,6 +86,15 @@ type Decision struct {
 	// HadAnnotations: the input had a non-nil annotations map (for precise patches).
 	HadAnnotations bool
 
+	// HandoffKeys are the shared volumes (VolumeKeys) for which a terminating predecessor
+	// would hold this pod; empty when it is never gated (no such volume, opted out, a
+	// StatefulSet's or DaemonSet's pod). The caller looks those pods up and calls Gate.
+	HandoffKeys []string
+	// Gate: add the handoff scheduling gate (set by Gate). HadSchedulingGates describes the
+	// input, for a precise patch.
+	Gate               bool
+	HadSchedulingGates bool
+
 	// Problems are the invalid settings; Warnings what the admission response carries.
 	Problems field.ErrorList
 	Warnings []string
@@ -98,7 +107,7 @@ func (d *Decision) SetsGrace() bool {
 
 // Changed reports whether Apply would modify the pod.
 func (d *Decision) Changed() bool {
-	return len(d.Containers) > 0 || d.SetsGrace() || d.SetStatus
+	return len(d.Containers) > 0 || d.SetsGrace() || d.SetStatus || d.Gate
 }
 
 // DenyMessage is the message of a denied pod.
@@ -146,6 +155,7 @@ func Decide(pod *corev1.Pod, namespace string, pol *policy.Policy) Decision {
 	if len(targets) == 0 {
 		return skip(d, pod, "no target container (name one in "+annotations.AnnotationContainers+")", true)
 	}
+	d.HandoffKeys = handoffCandidate(pod, set, pol)
 
 	d.Sleep = int64(pol.Defaults.PreStopSleep)
 	if set.PreStopSleep != nil {
@@ -575,6 +585,9 @@ func Apply(pod *corev1.Pod, d *Decision) {
 			pod.Annotations = map[string]string{}
 		}
 		pod.Annotations[annotations.AnnotationStatus] = d.Status
+	}
+	if d.Gate {
+		pod.Spec.SchedulingGates = append(pod.Spec.SchedulingGates, corev1.PodSchedulingGate{Name: annotations.SchedulingGateHandoff})
 	}
 }
 

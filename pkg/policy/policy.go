@@ -87,9 +87,26 @@ type Policy struct {
 	// OnInvalid is "warn" (ignore the bad setting, patch with defaults, warn) or "reject"
 	// (deny the pod). Warn is the default because a typo must not stop a Recreate rollout.
 	OnInvalid string `json:"onInvalid"`
+	// Handoff is the gate that holds a replacement pod while its predecessor still writes
+	// the persistence file they share.
+	Handoff Handoff `json:"handoff"`
+	// Readiness is "tune" (the Pushgateway's /-/ready probe starts at once and every 2 s at
+	// most: Pushgateway only answers once its store is loaded) or "keep" (as written).
+	Readiness string `json:"readiness"`
 
 	// selector is Selector compiled once at load time: the admission path must not reparse it.
 	selector labels.Selector
+}
+
+// Handoff configures the scheduling gate (annotations.SchedulingGateHandoff).
+type Handoff struct {
+	// Mode is "auto" (gate a replacement while a terminating pod of its namespace still mounts
+	// the same claim or hostPath) or "off".
+	Mode string `json:"mode"`
+	// MaxWait is how long past the predecessor's deletionTimestamp (which already includes
+	// its grace period) the gate is lifted at the latest: a kubelet that never reports the
+	// pod gone (node lost) must not hold the replacement forever.
+	MaxWait Seconds `json:"maxWait"`
 }
 
 // DefaultSelector matches the label of the upstream prometheus-pushgateway chart's pods.
@@ -141,6 +158,15 @@ func (p *Policy) SetDefaults() {
 	if p.OnInvalid == "" {
 		p.OnInvalid = OnInvalidWarn
 	}
+	if p.Handoff.Mode == "" {
+		p.Handoff.Mode = annotations.HandoffAuto
+	}
+	if p.Handoff.MaxWait == 0 {
+		p.Handoff.MaxWait = 30
+	}
+	if p.Readiness == "" {
+		p.Readiness = annotations.ReadinessTune
+	}
 }
 
 // Validate checks the defaulted policy and returns every problem at once. On success it
@@ -191,6 +217,16 @@ func (p *Policy) Validate() field.ErrorList {
 	}
 	if p.OnInvalid != OnInvalidWarn && p.OnInvalid != OnInvalidReject {
 		errs = append(errs, field.NotSupported(field.NewPath("onInvalid"), p.OnInvalid, []string{OnInvalidWarn, OnInvalidReject}))
+	}
+	hp := field.NewPath("handoff")
+	if p.Handoff.Mode != annotations.HandoffAuto && p.Handoff.Mode != annotations.HandoffOff {
+		errs = append(errs, field.NotSupported(hp.Child("mode"), p.Handoff.Mode, []string{annotations.HandoffAuto, annotations.HandoffOff}))
+	}
+	if p.Handoff.MaxWait < 0 || p.Handoff.MaxWait > 3600 {
+		errs = append(errs, field.Invalid(hp.Child("maxWait"), p.Handoff.MaxWait.String(), "must be from 1s to 1h (0 or unset: 30s)"))
+	}
+	if p.Readiness != annotations.ReadinessTune && p.Readiness != annotations.ReadinessKeep {
+		errs = append(errs, field.NotSupported(field.NewPath("readiness"), p.Readiness, []string{annotations.ReadinessTune, annotations.ReadinessKeep}))
 	}
 	return errs
 }
