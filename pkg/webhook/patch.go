@@ -32,7 +32,7 @@ func escapePointer(s string) string {
 var statusPointer = "/metadata/annotations/" + escapePointer(annotations.AnnotationStatus)
 
 // BuildPatch turns a decision into the JSON patch that makes exactly its changes: the preStop
-// of each target container, terminationGracePeriodSeconds and the status annotation. Nothing
+// of each target container, terminationGracePeriodSeconds, the status annotation and the handoff gate. Nothing
 // else of the pod is touched, unlike a diff of a decoded and re-encoded pod, which also
 // "adds" defaulted empty fields (resources: {}, status: {}). TestPatchEquivalence checks the
 // result against admission.PatchResponseFromRaw on a corpus of pods.
@@ -65,6 +65,14 @@ func BuildPatch(d *engine.Decision) ([]byte, error) {
 			ops = append(ops, jsonpatch.NewOperation("add", statusPointer, d.Status))
 		} else {
 			ops = append(ops, jsonpatch.NewOperation("add", "/metadata/annotations", map[string]string{annotations.AnnotationStatus: d.Status}))
+		}
+	}
+	if d.Gate {
+		gate := corev1.PodSchedulingGate{Name: annotations.SchedulingGateHandoff}
+		if d.HadSchedulingGates {
+			ops = append(ops, jsonpatch.NewOperation("add", "/spec/schedulingGates/-", gate))
+		} else {
+			ops = append(ops, jsonpatch.NewOperation("add", "/spec/schedulingGates", []corev1.PodSchedulingGate{gate}))
 		}
 	}
 	if len(ops) == 0 {

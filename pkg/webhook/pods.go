@@ -5,6 +5,7 @@ import (
 
 	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/engine"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/metrics"
@@ -31,6 +32,14 @@ type PodMutator struct {
 	// Log gets one line per decision at V(1) and every error; never an object's content, which
 	// may hold secrets in env values.
 	Log logr.Logger
+	// Handoff answers which terminating pods still hold a volume that a new pod would share
+	// (pkg/handoff.Index); nil when the handoff gate is off.
+	Handoff HolderSource
+}
+
+// HolderSource finds the terminating pods that hold a new pod's shared volumes.
+type HolderSource interface {
+	Holders(namespace, name string, keys []string) ([]engine.Holder, error)
 }
 
 var patchTypeJSON = admissionv1.PatchTypeJSONPatch
@@ -65,6 +74,9 @@ func (h *PodMutator) Review(req *request[podView]) *admissionv1.AdmissionRespons
 
 	pod := req.Object.pod()
 	d := engine.Decide(pod, req.Namespace, h.Policy.Current())
+	if h.Handoff != nil && len(d.HandoffKeys) > 0 {
+		h.gate(&d, pod, req.Namespace)
+	}
 	metrics.PodsTotal.WithLabelValues(string(d.Outcome)).Inc()
 	// The logger with the request's values is built only where a line is written: WithValues
 	// on every request costs more than the engine (BenchmarkHandlerZap).
@@ -109,4 +121,28 @@ func (h *PodMutator) Review(req *request[podView]) *admissionv1.AdmissionRespons
 		resp.PatchType = &patchTypeJSON
 	}
 	return resp
+}
+
+// gate holds the pod if a terminating pod still holds one of its shared volumes. An error
+// (the index not synced, the confirming GET failed) lets the pod start ungated with a
+// warning: holding every replacement while the API server is slow would turn a degraded
+// webhook into pods that never start; the lost handoff is visible in the metric and warning.
+func (h *PodMutator) gate(d *engine.Decision, pod *corev1.Pod, namespace string) {
+	name := pod.Name
+	if name == "" {
+		name = pod.GenerateName
+	}
+	holders, err := h.Handoff.Holders(namespace, pod.Name, d.HandoffKeys)
+	if err != nil {
+		metrics.HandoffChecksTotal.WithLabelValues("error").Inc()
+		h.Log.Error(err, "handoff check failed; the pod starts without the gate", "namespace", namespace, "pod", name)
+		d.Warnings = append(d.Warnings, "pushgateway-lifecycle: the handoff check failed ("+truncate(err.Error())+"); this pod is not held for a terminating predecessor")
+		return
+	}
+	if len(holders) == 0 {
+		metrics.HandoffChecksTotal.WithLabelValues("free").Inc()
+		return
+	}
+	metrics.HandoffChecksTotal.WithLabelValues("gated").Inc()
+	engine.Gate(d, pod, holders)
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kjson "sigs.k8s.io/json"
 )
 
@@ -20,14 +21,35 @@ type podView struct {
 		Namespace    string            `json:"namespace"`
 		Labels       map[string]string `json:"labels"`
 		Annotations  map[string]string `json:"annotations"`
+		// OwnerReferences, volumes, node name and scheduling gates decide whether a
+		// replacement may be held for its predecessor (engine.VolumeKeys, handoffCandidate).
+		OwnerReferences []ownerView `json:"ownerReferences"`
 	} `json:"metadata"`
 	Spec struct {
 		Containers []containerView `json:"containers"`
 		// InitContainers are read for their preStop sleeps only: a native sidecar's sleep
 		// bounds the grace period as much as a container's.
-		InitContainers                []initContainerView `json:"initContainers"`
-		TerminationGracePeriodSeconds *int64              `json:"terminationGracePeriodSeconds"`
+		InitContainers                []initContainerView        `json:"initContainers"`
+		TerminationGracePeriodSeconds *int64                     `json:"terminationGracePeriodSeconds"`
+		Volumes                       []volumeView               `json:"volumes"`
+		NodeName                      string                     `json:"nodeName"`
+		SchedulingGates               []corev1.PodSchedulingGate `json:"schedulingGates"`
 	} `json:"spec"`
+}
+
+type ownerView struct {
+	Kind       string `json:"kind"`
+	Controller *bool  `json:"controller"`
+}
+
+// volumeView keeps only what names a shared volume; the other sources are skipped undecoded.
+type volumeView struct {
+	PersistentVolumeClaim *struct {
+		ClaimName string `json:"claimName"`
+	} `json:"persistentVolumeClaim"`
+	HostPath *struct {
+		Path string `json:"path"`
+	} `json:"hostPath"`
 }
 
 type containerView struct {
@@ -51,6 +73,24 @@ func (v *podView) pod() *corev1.Pod {
 	p.Labels = v.Metadata.Labels
 	p.Annotations = v.Metadata.Annotations
 	p.Spec.TerminationGracePeriodSeconds = v.Spec.TerminationGracePeriodSeconds
+	p.Spec.NodeName = v.Spec.NodeName
+	p.Spec.SchedulingGates = v.Spec.SchedulingGates
+	if n := len(v.Metadata.OwnerReferences); n > 0 {
+		p.OwnerReferences = make([]metav1.OwnerReference, n)
+		for i, r := range v.Metadata.OwnerReferences {
+			p.OwnerReferences[i] = metav1.OwnerReference{Kind: r.Kind, Controller: r.Controller}
+		}
+	}
+	for _, vol := range v.Spec.Volumes {
+		switch {
+		case vol.PersistentVolumeClaim != nil:
+			p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{VolumeSource: corev1.VolumeSource{
+				PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: vol.PersistentVolumeClaim.ClaimName}}})
+		case vol.HostPath != nil:
+			p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{VolumeSource: corev1.VolumeSource{
+				HostPath: &corev1.HostPathVolumeSource{Path: vol.HostPath.Path}}})
+		}
+	}
 	if n := len(v.Spec.Containers); n > 0 {
 		p.Spec.Containers = make([]corev1.Container, n)
 		for i := range v.Spec.Containers {

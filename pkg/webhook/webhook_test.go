@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 
@@ -88,6 +89,25 @@ func corpus(t testing.TB) map[string]*corev1.Pod {
 	p = base()
 	p.Annotations = map[string]string{"example.com/config": strings.Repeat("x", engine.TotalAnnotationSizeLimit-len("example.com/config")-64)}
 	c["annotations near the size limit"] = p
+	// What decides the handoff: shared volumes, the owner, the node name, other gates.
+	yes := true
+	p = base()
+	p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "pgw-1", UID: "u", Controller: &yes}}
+	p.Spec.Volumes = []corev1.Volume{
+		{Name: "data", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "pgw"}}},
+		{Name: "host", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/srv/pg"}}},
+		{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+	}
+	p.Spec.SchedulingGates = []corev1.PodSchedulingGate{{Name: "example.com/quota"}}
+	c["claim and hostPath, ReplicaSet, another gate"] = p
+	p = base()
+	p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "pgw", UID: "u", Controller: &yes}}
+	p.Spec.Volumes = []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "data-pgw-0"}}}}
+	c["claim, StatefulSet"] = p
+	p = base()
+	p.Spec.NodeName = "node-a"
+	p.Spec.Volumes = []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "pgw"}}}}
+	c["claim, node named"] = p
 	return c
 }
 
@@ -212,6 +232,18 @@ func TestPodViewEquivalence(t *testing.T) {
 			pb, _ := BuildPatch(&b)
 			if a.Outcome != b.Outcome || a.Status != b.Status || !bytes.Equal(pa, pb) || fmt.Sprint(a.Warnings) != fmt.Sprint(b.Warnings) {
 				t.Errorf("%s/%s: full %s %q %s; view %s %q %s", pname, name, a.Outcome, a.Status, pa, b.Outcome, b.Status, pb)
+			}
+			if !slices.Equal(a.HandoffKeys, b.HandoffKeys) {
+				t.Errorf("%s/%s: handoff keys: full %q, view %q", pname, name, a.HandoffKeys, b.HandoffKeys)
+			}
+			// Gated on both views (as if a predecessor held every key): the same patch.
+			holders := []engine.Holder{{Name: "old", Volume: "pvc/pgw"}}
+			engine.Gate(&a, &full, holders)
+			engine.Gate(&b, view.pod(), holders)
+			pa, _ = BuildPatch(&a)
+			pb, _ = BuildPatch(&b)
+			if a.Gate != b.Gate || !bytes.Equal(pa, pb) {
+				t.Errorf("%s/%s gated: full %v %s; view %v %s", pname, name, a.Gate, pa, b.Gate, pb)
 			}
 		}
 	}
