@@ -103,6 +103,10 @@ func serve(args []string, stderr io.Writer) int {
 	fs.DurationVar(&rot.CAValidity, "cert-ca-validity", certs.DefaultCAValidity, "With --cert-rotation: lifetime of a generated CA; a new one is rolled in during its last third.")
 	fs.DurationVar(&rot.CertValidity, "cert-validity", certs.DefaultCertValidity, "With --cert-rotation: lifetime of a serving certificate; renewed during its last third.")
 	fs.DurationVar(&rot.RolloverGrace, "cert-rollover-grace", certs.DefaultRolloverGrace, "With --cert-rotation: how long a new CA must have been in every caBundle before certificates signed by it are served.")
+	fs.BoolVar(&o.Handoff, "handoff", o.Handoff, "Hold a new pod (scheduling gate pushgateway-lifecycle.io/handoff) while a terminating pod still holds the PersistentVolumeClaim or hostPath it mounts, and lift the gate once that pod has stopped (needs pods get/list/watch/patch).")
+	fs.BoolVar(&o.LeaderElection, "leader-elect", o.LeaderElection, "Run the controllers on one replica at a time (a Lease in --leader-election-namespace); the webhook runs on every replica.")
+	fs.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", os.Getenv("POD_NAMESPACE"), "Namespace of the leader election Lease (default $POD_NAMESPACE).")
+	fs.StringVar(&o.LeaderElectionID, "leader-election-id", o.LeaderElectionID, "Name of the leader election Lease.")
 	zapOpts := zap.Options{}
 	gfs := goflag.NewFlagSet("zap", goflag.ContinueOnError)
 	zapOpts.BindFlags(gfs)

@@ -30,10 +30,37 @@ var (
 		Name: "pushgateway_lifecycle_request_errors_total",
 		Help: "Admission requests answered with an error, by reason.",
 	}, []string{"reason"})
+
+	// HandoffChecksTotal counts the admission path's handoff lookups by result: gated (a
+	// terminating pod holds the claim), free (none does), error (the lookup failed: the pod
+	// was admitted ungated, with a warning).
+	HandoffChecksTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pushgateway_lifecycle_handoff_checks_total",
+		Help: "Handoff lookups at admission of pods that mount a shared volume, by result (gated, free, error).",
+	}, []string{"result"})
+	// HandoffHeldPods is the number of pods held by the handoff gate now.
+	HandoffHeldPods = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "pushgateway_lifecycle_handoff_held_pods",
+		Help: "Pods held by the pushgateway-lifecycle.io/handoff scheduling gate.",
+	})
+	// HandoffHoldSeconds is how long each gated pod was held, from its creation to the lift,
+	// by result (released: its predecessor stopped; timed_out: handoff.maxWait passed).
+	HandoffHoldSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "pushgateway_lifecycle_handoff_hold_seconds",
+		Help:    "Time a pod was held by the handoff gate, from creation to release, by result (released, timed_out).",
+		Buckets: []float64{0.5, 1, 2, 5, 10, 20, 30, 45, 60, 90, 120, 300, 600},
+	}, []string{"result"})
 )
 
 func init() {
-	crmetrics.Registry.MustRegister(PodsTotal, WorkloadsTotal, PolicyReloadsTotal, RequestErrorsTotal)
+	crmetrics.Registry.MustRegister(PodsTotal, WorkloadsTotal, PolicyReloadsTotal, RequestErrorsTotal,
+		HandoffChecksTotal, HandoffHeldPods, HandoffHoldSeconds)
+	for _, r := range []string{"gated", "free", "error"} {
+		HandoffChecksTotal.WithLabelValues(r)
+	}
+	for _, r := range []string{"released", "timed_out"} {
+		HandoffHoldSeconds.WithLabelValues(r)
+	}
 	// Pre-create the series so dashboards and alerts see zeros instead of absent series.
 	for _, o := range []string{"injected", "unchanged", "skipped", "invalid", "denied"} {
 		PodsTotal.WithLabelValues(o)

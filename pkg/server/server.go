@@ -2,7 +2,7 @@
 // metrics server and the health probes, and runs them until shutdown.
 //
 // A controller-runtime Manager is only created when something needs the Kubernetes API (the
-// in-process certificate rotation): the admission path itself needs no credentials, so a
+// in-process certificate rotation, the handoff gate): the admission path itself needs no credentials, so a
 // deployment without rotation runs with no service-account token and no RBAC at all.
 package server
 
@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/certs"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/handoff"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/metrics"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
 	pglwebhook "github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/webhook"
@@ -67,10 +68,19 @@ type Options struct {
 	// controller-runtime Manager: the only part of the server that talks to the API.
 	CertRotation *certs.Options
 
-	// Extra runs beside the servers (for example the certificate rotator); its ready channel,
-	// when non-nil, gates the webhook server and readiness.
+	// Handoff runs the handoff gate: the webhook holds a replacement pod whose shared volume a
+	// terminating predecessor still holds, and the controller lifts the gate (pkg/handoff).
+	Handoff bool
+	// LeaderElection makes one replica run the controllers (the handoff controller); the
+	// caches, the webhook and the certificate rotator run on every replica.
+	LeaderElection          bool
+	LeaderElectionNamespace string
+	LeaderElectionID        string
+
+	// Extra runs beside the servers (for example the certificate rotator); each ready
+	// channel gates the webhook server and readiness until it is closed.
 	Extra      func(ctx context.Context) error
-	ExtraReady <-chan struct{}
+	ExtraReady []<-chan struct{}
 }
 
 // DefaultOptions are the flag defaults.
@@ -84,6 +94,7 @@ func DefaultOptions() Options {
 		MetricsBindAddress:      ":8080",
 		HealthProbeBindAddress:  ":8081",
 		ShutdownDelay:           2 * time.Second,
+		LeaderElectionID:        "pushgateway-lifecycle.io",
 		RequestReadTimeout:      DefaultRequestReadTimeout,
 		MaxInflightRequestBytes: DefaultMaxInflightRequestBytes,
 	}
@@ -149,9 +160,14 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 		}
 	}
 
-	if o.CertRotation != nil {
-		if err := o.setupCertRotation(log); err != nil {
+	var holders pglwebhook.HolderSource
+	if o.CertRotation != nil || o.Handoff {
+		ix, err := o.setupManager(log, watcher)
+		if err != nil {
 			return err
+		}
+		if ix != nil {
+			holders = ix
 		}
 	}
 
@@ -169,7 +185,7 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 	handlers := o.Handlers
 	if handlers == nil {
 		handlers = map[string]http.Handler{
-			pglwebhook.PathMutatePods:        &pglwebhook.PodMutator{Policy: watcher, Log: log.WithName("pods")},
+			pglwebhook.PathMutatePods:        &pglwebhook.PodMutator{Policy: watcher, Log: log.WithName("pods"), Handoff: holders},
 			pglwebhook.PathValidateWorkloads: &pglwebhook.WorkloadValidator{Policy: watcher, Log: log.WithName("workloads")},
 		}
 	}
@@ -235,9 +251,9 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 		g.Go(func() error { return o.Extra(gctx) })
 	}
 	g.Go(func() error {
-		if o.ExtraReady != nil {
+		for _, ch := range o.ExtraReady {
 			select {
-			case <-o.ExtraReady:
+			case <-ch:
 			case <-gctx.Done():
 				return nil
 			}
@@ -275,31 +291,56 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 	return g.Wait()
 }
 
-// setupCertRotation builds a Manager with in-cluster credentials for the rotator only: no
-// metrics or probe servers of its own (ours serve its metrics through the shared registry),
-// no webhook server, no leader election (every replica writes its own cert dir).
-func (o *Options) setupCertRotation(log logr.Logger) error {
+// setupManager builds a Manager with in-cluster credentials for what needs the API: the
+// certificate rotator (every replica writes its own cert dir) and the handoff gate (the pod
+// caches on every replica, the controller on the leader). It has no metrics or probe servers
+// of its own (ours serve its metrics through the shared registry) and no webhook server. The
+// index is nil without the handoff gate.
+func (o *Options) setupManager(log logr.Logger, pol *policy.Watcher) (*handoff.Index, error) {
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
-		return fmt.Errorf("--cert-rotation needs Kubernetes API access: %w", err)
+		return nil, fmt.Errorf("--cert-rotation and --handoff need Kubernetes API access: %w", err)
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Logger:                 log.WithName("manager"),
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
+		Logger:                  log.WithName("manager"),
+		Metrics:                 metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress:  "0",
+		LeaderElection:          o.LeaderElection,
+		LeaderElectionID:        o.LeaderElectionID,
+		LeaderElectionNamespace: o.LeaderElectionNamespace,
+		// A replica that stops hands the lease over at once instead of after its expiry.
+		LeaderElectionReleaseOnCancel: true,
 	})
 	if err != nil {
-		return fmt.Errorf("--cert-rotation: %w", err)
-	}
-	co := *o.CertRotation
-	co.CertDir, co.CertName, co.KeyName = o.CertDir, o.CertName, o.KeyName
-	ready, err := certs.Setup(mgr, co)
-	if err != nil {
-		return err
+		return nil, fmt.Errorf("controller manager: %w", err)
 	}
 	o.Extra = mgr.Start
-	o.ExtraReady = ready
-	return nil
+	if o.CertRotation != nil {
+		co := *o.CertRotation
+		co.CertDir, co.CertName, co.KeyName = o.CertDir, o.CertName, o.KeyName
+		ready, err := certs.Setup(mgr, co)
+		if err != nil {
+			return nil, err
+		}
+		o.ExtraReady = append(o.ExtraReady, ready)
+	}
+	if !o.Handoff {
+		return nil, nil
+	}
+	sels, err := handoff.Selectors(pol.Current())
+	if err != nil {
+		return nil, err
+	}
+	ix, err := handoff.NewIndex(mgr, sels)
+	if err != nil {
+		return nil, err
+	}
+	if err := handoff.SetupController(mgr, ix, pol, log.WithName("handoff")); err != nil {
+		return nil, err
+	}
+	// Unready until the caches have listed: before that an absent predecessor proves nothing.
+	o.ExtraReady = append(o.ExtraReady, ix.Synced())
+	return ix, nil
 }
 
 func waitForFiles(ctx context.Context, timeout time.Duration, log logr.Logger, paths ...string) error {
