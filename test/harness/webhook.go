@@ -65,6 +65,8 @@ type WebhookOptions struct {
 	PolicyFile string
 	// Args are extra flags for `serve`.
 	Args []string
+	// Env is added to the server's environment (for example KUBECONFIG for --handoff).
+	Env []string
 	// Port for the webhook (default: a free port). Reuse a stopped server's port to restart it
 	// behind the same webhook configuration.
 	Port int
@@ -127,7 +129,7 @@ func StartWebhookServer(certDir string, opts WebhookOptions) (*Webhook, error) {
 		args = append(args, "--policy="+opts.PolicyFile)
 	}
 	args = append(args, opts.Args...)
-	if w.Process, err = StartProcess("pushgateway-lifecycle", bin, args, nil, opts.Log); err != nil {
+	if w.Process, err = StartProcess("pushgateway-lifecycle", bin, args, opts.Env, opts.Log); err != nil {
 		return nil, err
 	}
 	timeout := opts.ReadyTimeout
