@@ -74,6 +74,23 @@ func (r rendered) one(t *testing.T, kind string, out any) {
 	}
 }
 
+// named decodes the only object of kind whose name ends in suffix into out.
+func (r rendered) named(t *testing.T, kind, suffix string, out any) {
+	t.Helper()
+	var objs []*unstructured.Unstructured
+	for _, o := range r.all(kind) {
+		if strings.HasSuffix(o.GetName(), suffix) {
+			objs = append(objs, o)
+		}
+	}
+	if len(objs) != 1 {
+		t.Fatalf("%d objects of kind %s named *%s, want 1 (kinds: %v)", len(objs), kind, suffix, r.kinds())
+	}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructuredWithValidation(objs[0].Object, out, true); err != nil {
+		t.Fatalf("%s: %v", kind, err)
+	}
+}
+
 func ciFiles(t *testing.T) map[string]string {
 	t.Helper()
 	dir, err := harness.ChartDir()
@@ -114,6 +131,10 @@ func TestHelmLintStrict(t *testing.T) {
 // Each ci values file renders, and renders what it is for.
 func TestCIValuesRender(t *testing.T) {
 	base := []string{"ConfigMap", "Deployment", "MutatingWebhookConfiguration", "PodDisruptionBudget", "Service", "ServiceAccount", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "ValidatingWebhookConfiguration"}
+	// The handoff gate (on by default): its RBAC, its Lease's Role and the policy narrowing its
+	// pod patches.
+	handoff := []string{"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
+	base = append(base, handoff...)
 	rotation := []string{"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Secret"}
 	want := map[string][]string{
 		"default":        append(slices.Clone(base), rotation...),
@@ -240,9 +261,13 @@ func TestRBACGrants(t *testing.T) {
 	t.Run("default", func(t *testing.T) {
 		r := render(t, nil)
 		want := []string{
+			"ClusterRole : groups=[] resources=[pods] names=[] verbs=[get list watch patch] nonResource=[]",
 			"ClusterRole : groups=[admissionregistration.k8s.io] resources=[mutatingwebhookconfigurations] names=[pushgateway-lifecycle] verbs=[get list watch update] nonResource=[]",
 			"ClusterRole : groups=[admissionregistration.k8s.io] resources=[validatingwebhookconfigurations] names=[pushgateway-lifecycle] verbs=[get list watch update] nonResource=[]",
+			"ClusterRole : groups=[events.k8s.io] resources=[events] names=[] verbs=[create patch] nonResource=[]",
 			"Role " + namespace + ": groups=[] resources=[secrets] names=[pushgateway-lifecycle-certs] verbs=[get list watch update] nonResource=[]",
+			"Role " + namespace + ": groups=[coordination.k8s.io] resources=[leases] names=[] verbs=[create] nonResource=[]",
+			"Role " + namespace + ": groups=[coordination.k8s.io] resources=[leases] names=[pushgateway-lifecycle-handoff] verbs=[get update] nonResource=[]",
 		}
 		if got := rbacGrants(t, r); !slices.Equal(got, want) {
 			t.Errorf("grants:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -263,14 +288,31 @@ func TestRBACGrants(t *testing.T) {
 		}
 		args := strings.Join(d.Spec.Template.Spec.Containers[0].Args, " ")
 		for _, a := range []string{"--cert-rotation", "--cert-secret-name=pushgateway-lifecycle-certs", "--cert-service-name=pushgateway-lifecycle",
-			"--cert-namespace=" + namespace, "--mutating-webhook-name=pushgateway-lifecycle", "--validating-webhook-name=pushgateway-lifecycle"} {
+			"--cert-namespace=" + namespace, "--mutating-webhook-name=pushgateway-lifecycle", "--validating-webhook-name=pushgateway-lifecycle",
+			"--handoff", "--leader-elect", "--leader-election-id=pushgateway-lifecycle-handoff"} {
 			if !strings.Contains(args, a) {
 				t.Errorf("args lack %s: %s", a, args)
 			}
 		}
 	})
-	t.Run("cert-manager", func(t *testing.T) {
+	t.Run("cert-manager keeps only the handoff gate's rights", func(t *testing.T) {
 		r := render(t, map[string]any{"certManager": map[string]any{"enabled": true}})
+		for _, g := range rbacGrants(t, r) {
+			if strings.Contains(g, "secrets") || strings.Contains(g, "webhookconfigurations") {
+				t.Errorf("rotation right with cert-manager: %s", g)
+			}
+		}
+		if n := len(rbacGrants(t, r)); n != 4 {
+			t.Errorf("%d grants, want the handoff gate's 4", n)
+		}
+		var d appsv1.Deployment
+		r.one(t, "Deployment", &d)
+		if tok := d.Spec.Template.Spec.AutomountServiceAccountToken; tok == nil || !*tok {
+			t.Error("the handoff gate needs the ServiceAccount token mounted")
+		}
+	})
+	t.Run("cert-manager, handoff off", func(t *testing.T) {
+		r := render(t, map[string]any{"certManager": map[string]any{"enabled": true}, "handoff": map[string]any{"enabled": false}})
 		for _, kind := range []string{"Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding", "Secret"} {
 			if n := len(r.all(kind)); n != 0 {
 				t.Errorf("%d %s rendered with cert-manager", n, kind)
@@ -542,10 +584,12 @@ func TestKustomizeEquivalentToChart(t *testing.T) {
 	t.Run("certmanager overlay", func(t *testing.T) {
 		k := kustomize(t, "config/certmanager")
 		ch := render(t, map[string]any{"certManager": map[string]any{"enabled": true}})
-		for _, kind := range []string{"Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding", "Secret"} {
-			if n := len(k.all(kind)); n != 0 {
-				t.Errorf("%d %s with cert-manager", n, kind)
-			}
+		if n := len(k.all("Secret")); n != 0 {
+			t.Errorf("%d Secret with cert-manager", n)
+		}
+		// Only the handoff gate's rights remain, as in the chart.
+		if kg, cg := rbacGrants(t, k), rbacGrants(t, ch); !slices.Equal(kg, cg) {
+			t.Errorf("RBAC with cert-manager differs:\nkustomize %s\nchart     %s", strings.Join(kg, "\n"), strings.Join(cg, "\n"))
 		}
 		var kd, cd appsv1.Deployment
 		k.one(t, "Deployment", &kd)

@@ -16,9 +16,9 @@ func TestSleepActionGuardRender(t *testing.T) {
 	t.Run("default: deny, on the status annotation the webhook writes", func(t *testing.T) {
 		r := render(t, nil)
 		var p admissionv1.ValidatingAdmissionPolicy
-		r.one(t, "ValidatingAdmissionPolicy", &p)
+		r.named(t, "ValidatingAdmissionPolicy", "sleep-action-guard", &p)
 		var b admissionv1.ValidatingAdmissionPolicyBinding
-		r.one(t, "ValidatingAdmissionPolicyBinding", &b)
+		r.named(t, "ValidatingAdmissionPolicyBinding", "sleep-action-guard", &b)
 		if b.Spec.PolicyName != p.Name {
 			t.Errorf("binding names policy %q, want %q", b.Spec.PolicyName, p.Name)
 		}
@@ -38,14 +38,20 @@ func TestSleepActionGuardRender(t *testing.T) {
 	t.Run("report only", func(t *testing.T) {
 		r := render(t, map[string]any{"sleepActionGuard": map[string]any{"validationActions": []string{"Warn", "Audit"}}})
 		var b admissionv1.ValidatingAdmissionPolicyBinding
-		r.one(t, "ValidatingAdmissionPolicyBinding", &b)
+		r.named(t, "ValidatingAdmissionPolicyBinding", "sleep-action-guard", &b)
 		if len(b.Spec.ValidationActions) != 2 || b.Spec.ValidationActions[0] != admissionv1.Warn || b.Spec.ValidationActions[1] != admissionv1.Audit {
 			t.Errorf("validationActions %v, want [Warn Audit]", b.Spec.ValidationActions)
 		}
 	})
 	t.Run("disabled", func(t *testing.T) {
 		r := render(t, map[string]any{"sleepActionGuard": map[string]any{"enabled": false}})
-		if n := len(r.all("ValidatingAdmissionPolicy")) + len(r.all("ValidatingAdmissionPolicyBinding")); n != 0 {
+		n := 0
+		for _, o := range append(r.all("ValidatingAdmissionPolicy"), r.all("ValidatingAdmissionPolicyBinding")...) {
+			if strings.HasSuffix(o.GetName(), "sleep-action-guard") {
+				n++
+			}
+		}
+		if n != 0 {
 			t.Errorf("%d guard objects rendered with enabled: false", n)
 		}
 	})
@@ -55,14 +61,14 @@ func TestSleepActionGuardRender(t *testing.T) {
 func TestSleepActionGuardKustomize(t *testing.T) {
 	k, c := kustomize(t, "config/default"), render(t, nil)
 	var kp, cp admissionv1.ValidatingAdmissionPolicy
-	k.one(t, "ValidatingAdmissionPolicy", &kp)
-	c.one(t, "ValidatingAdmissionPolicy", &cp)
+	k.named(t, "ValidatingAdmissionPolicy", "sleep-action-guard", &kp)
+	c.named(t, "ValidatingAdmissionPolicy", "sleep-action-guard", &cp)
 	if !reflect.DeepEqual(kp.Spec, cp.Spec) {
 		t.Errorf("guard policies differ:\nkustomize %+v\nchart     %+v", kp.Spec, cp.Spec)
 	}
 	var kb, cb admissionv1.ValidatingAdmissionPolicyBinding
-	k.one(t, "ValidatingAdmissionPolicyBinding", &kb)
-	c.one(t, "ValidatingAdmissionPolicyBinding", &cb)
+	k.named(t, "ValidatingAdmissionPolicyBinding", "sleep-action-guard", &kb)
+	c.named(t, "ValidatingAdmissionPolicyBinding", "sleep-action-guard", &cb)
 	if kb.Spec.PolicyName != kp.Name {
 		t.Errorf("kustomize binding names policy %q, want %q", kb.Spec.PolicyName, kp.Name)
 	}
