@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -27,6 +28,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/annotations"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/ociimage"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/fixtures"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/harness"
@@ -122,17 +124,32 @@ func TestProofNode(t *testing.T) {
 	arm2 := insertAfterPullPolicy(t, withArgs, chartExampleHook)
 	arm3 := mutateManifest(t, withArgs)
 
+	// Arm 5 runs the product itself: the chart installed on the node (webhook and handoff
+	// controller in pods, as users run them), the namespace opted in.
+	whTar, _, err := harness.WebhookImage(os.Getenv("PGL_BINARY"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	logDir := t.TempDir()
-	n := harness.NewNode(t, harness.NodeOptions{Images: []string{imgTar}, Progress: testWriter{t}, LogDir: logDir})
+	n := harness.NewNode(t, harness.NodeOptions{Images: []string{imgTar, whTar}, Progress: testWriter{t}, LogDir: logDir})
 	t.Logf("node Ready %.1fs after the start of the test", time.Since(started).Seconds())
 
 	arms := []proofArm{
 		{name: "1 upstream chart", file: "arm1-upstream-chart", ns: "proof1", manifest: withArgs},
 		{name: "2 chart's commented example", file: "arm2-chart-example", ns: "proof2", manifest: arm2},
 		{name: "3 pushgateway-lifecycle mutate", file: "arm3-mutate", ns: "proof3", manifest: arm3},
+		{name: "4 upstream chart, pod deleted", file: "arm4-upstream-delete", ns: "proof4", manifest: withArgs, deletePod: true},
+		{name: "5 pushgateway-lifecycle webhook and handoff gate, pod deleted", file: "arm5-webhook-delete", ns: "proof5", manifest: withArgs, deletePod: true, inject: true},
 	}
 	var results []*proofResult
 	for _, a := range arms {
+		if a.inject {
+			chartStart := time.Now()
+			if out, err := n.InstallChart(ctx, t.TempDir()); err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			t.Logf("chart installed (webhook and handoff controller Ready) in %.1fs", time.Since(chartStart).Seconds())
+		}
 		r := runProofArm(ctx, t, n, a, seed.File, filepath.Join(logDir, "containerd.log"))
 		results = append(results, r)
 		t.Logf("arm %s: %s", a.name, r.summary())
@@ -173,6 +190,17 @@ func TestProofNode(t *testing.T) {
 	}
 	if results[2].lost != 0 {
 		t.Errorf("arm 3 (mutated spec) lost %d acknowledged pushes on the real node; want 0", results[2].lost)
+	}
+	// Arm 4 is the hard case the gate exists for: if it stops losing pushes, the experiment
+	// no longer shows what arm 5 is judged against.
+	if results[3].lost == 0 {
+		t.Errorf("arm 4 (pod deleted, upstream spec) lost nothing: the experiment no longer shows the loss arm 5 must avoid")
+	}
+	if results[4].lost != 0 {
+		t.Errorf("arm 5 (webhook and handoff gate, pod deleted) lost %d acknowledged pushes; want 0", results[4].lost)
+	}
+	if !results[4].gated {
+		t.Errorf("arm 5: the replacement was not created with the handoff gate")
 	}
 	stopAndCheck(t, n)
 }
@@ -223,6 +251,12 @@ func mutateManifest(t *testing.T, manifest []byte) []byte {
 type proofArm struct {
 	name, file, ns string
 	manifest       []byte
+	// deletePod replaces the pod by deleting it (kubectl delete pod, an eviction, a drain:
+	// the ReplicaSet creates the replacement at once, beside the terminating pod) instead of
+	// a rollout of the Recreate Deployment.
+	deletePod bool
+	// inject opts the namespace in to the webhook installed on the node.
+	inject bool
 }
 
 type proofPush struct {
@@ -246,6 +280,10 @@ type proofResult struct {
 	attempts, ackOld, ackNew, refusedOld, noEndpoint, lost, other int
 	otherKinds                                                    map[string]int
 	marker                                                        bool
+	// gated: the replacement was created with the handoff scheduling gate; heldFor is from its
+	// creation to the gate's removal (seconds, -1 when not gated).
+	gated   bool
+	heldFor float64
 
 	sigterm, exit, persistStart, persistEnd, newStart, newReady, routedNew float64 // seconds from the deletion, -1 unknown
 	exitCode                                                               int32
@@ -306,6 +344,9 @@ spec:
     type: Directory
 `, a.ns, proofService)
 	kubectl(t, n, nil, "create", "namespace", a.ns)
+	if a.inject {
+		kubectl(t, n, nil, "label", "namespace", a.ns, annotations.LabelInjection+"=enabled")
+	}
 	kubectl(t, n, []byte(pv), "apply", "-f", "-")
 	kubectl(t, n, manifest, "apply", "-f", "-")
 	pods := waitReady(t, n, a.ns, pgwSelector, 1, 4*time.Minute)
@@ -361,13 +402,20 @@ spec:
 		}(i)
 	}
 	time.Sleep(proofWarmup)
-	// The replacement under Recreate: a rollout (what `kubectl rollout restart` does). A plain
-	// pod delete would not do: the ReplicaSet replaces a deleted pod at once, beside the
-	// terminating one, and the replacement reads the volume before the old pod's shutdown
-	// persist (the first run of this test measured that: every acknowledged push lost).
-	restart := fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{"kubectl.kubernetes.io/restartedAt":%q}}}}}`, time.Now().Format(time.RFC3339))
-	if _, err := n.Clientset.AppsV1().Deployments(a.ns).Patch(ctx, proofService, types.StrategicMergePatchType, []byte(restart), metav1.PatchOptions{}); err != nil {
-		t.Fatal(err)
+	if a.deletePod {
+		// The ReplicaSet replaces a deleted pod at once, beside the terminating one: without
+		// the handoff gate the replacement reads the volume before the old pod's shutdown
+		// persist.
+		if err := n.Clientset.CoreV1().Pods(a.ns).Delete(ctx, old.Name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		// The replacement under Recreate: a rollout (what `kubectl rollout restart` does):
+		// the Deployment creates the replacement only once the old pod is gone.
+		restart := fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{"kubectl.kubernetes.io/restartedAt":%q}}}}}`, time.Now().Format(time.RFC3339))
+		if _, err := n.Clientset.AppsV1().Deployments(a.ns).Patch(ctx, proofService, types.StrategicMergePatchType, []byte(restart), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// Until the Service routes to the replacement, then a tail of load.
 	deadline := time.Now().Add(4 * time.Minute)
@@ -473,6 +521,10 @@ spec:
 	res.sigterm, res.exit, res.exitCode = at(sigterm), at(exit), pw.oldExitCode
 	res.persistStart, res.persistEnd = at(pStart), at(pEnd)
 	res.newStart, res.newReady = at(newStart), at(pw.newReady)
+	res.gated, res.heldFor = !pw.newGatedSeen.IsZero(), -1
+	if res.gated && !pw.newUngatedSeen.IsZero() {
+		res.heldFor = pw.newUngatedSeen.Sub(pw.newGatedSeen).Seconds()
+	}
 	after, _ := os.Stat(dataFile)
 	res.exitSource = "finishedAt (1 s resolution)"
 	persisted := after != nil && seedInfo != nil && !after.ModTime().Equal(seedInfo.ModTime())
@@ -607,6 +659,9 @@ type podTimes struct {
 	oldExitCode                    int32
 	newStarted, newReady           time.Time
 	newIP                          string
+	// newGatedSeen / newUngatedSeen: the replacement first seen with the handoff gate, and
+	// first seen without it after that.
+	newGatedSeen, newUngatedSeen time.Time
 }
 
 type podWatch struct {
@@ -653,6 +708,13 @@ func watchPods(ctx context.Context, t *testing.T, n *harness.Node, ns, oldPod st
 					}
 				}
 			} else {
+				gated := slices.ContainsFunc(p.Spec.SchedulingGates, func(g corev1.PodSchedulingGate) bool { return g.Name == annotations.SchedulingGateHandoff })
+				switch {
+				case gated && w.r.newGatedSeen.IsZero():
+					w.r.newGatedSeen = now
+				case !gated && !w.r.newGatedSeen.IsZero() && w.r.newUngatedSeen.IsZero():
+					w.r.newUngatedSeen = now
+				}
 				w.r.newIP = p.Status.PodIP
 				for _, cs := range p.Status.ContainerStatuses {
 					if cs.ContainerID != "" {
@@ -810,6 +872,20 @@ func storedOnReplacement(t *testing.T, n *harness.Node, ip string) (map[string]b
 	return present, marker
 }
 
+func gateText(r *proofResult) string {
+	if !r.gated {
+		return ""
+	}
+	return fmt.Sprintf("the replacement was created with the handoff gate, lifted %s later; ", secs(r.heldFor))
+}
+
+func startToRouted(r *proofResult) string {
+	if r.newStart < 0 || r.routedNew < 0 {
+		return "not seen"
+	}
+	return fmt.Sprintf("%.2f s", r.routedNew-r.newStart)
+}
+
 func secs(s float64) string {
 	if s < 0 {
 		return "not seen"
@@ -819,8 +895,8 @@ func secs(s float64) string {
 
 func proofTable(results []*proofResult) string {
 	var b strings.Builder
-	b.WriteString("| arm | pod spec | SIGTERM (containerd StopContainer) | persist (start - end) | old container exit (code) | pushes attempted | refused/reset while old endpoint served | acknowledged (old + new pod) | **acknowledged lost** | refused with no endpoint | other | replacement started / routed to |\n")
-	b.WriteString("|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---|\n")
+	b.WriteString("| arm | pod spec | SIGTERM (containerd StopContainer) | persist (start - end) | old container exit (code) | pushes attempted | refused/reset while old endpoint served | acknowledged (old + new pod) | **acknowledged lost** | refused with no endpoint | other | replacement started / routed to | handoff gate held |\n")
+	b.WriteString("|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---|---|\n")
 	for _, r := range results {
 		persist := "not seen"
 		if r.persistStart >= 0 {
@@ -835,9 +911,13 @@ func proofTable(results []*proofResult) string {
 		if r.exitCode == 137 {
 			code = "**137: SIGKILL**"
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s (%s) | %d | %d | %d (%d + %d) | %d | %d | %d | %s / %s |\n",
+		held := "no gate"
+		if r.gated {
+			held = secs(r.heldFor)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s (%s) | %d | %d | %d (%d + %d) | %d | %d | %d | %s / %s | %s |\n",
 			r.arm.name, r.spec, secs(r.sigterm), persist, secs(r.exit), code, r.attempts, r.refusedOld,
-			r.ackOld+r.ackNew, r.ackOld, r.ackNew, r.lost, r.noEndpoint, r.other, secs(r.newStart), secs(r.routedNew))
+			r.ackOld+r.ackNew, r.ackOld, r.ackNew, r.lost, r.noEndpoint, r.other, secs(r.newStart), secs(r.routedNew), held)
 	}
 	return b.String()
 }
@@ -845,21 +925,23 @@ func proofTable(results []*proofResult) string {
 func writeWhyNode(path string, results []*proofResult, seed *proof.Seeded, table string, pics []string, took time.Duration) error {
 	var b strings.Builder
 	b.WriteString("<!-- Written by `make proof-node` (test/node: TestProofNode -proof). Regenerate, do not edit by hand. -->\n")
-	b.WriteString("# Why, on a real node: the three arms with nothing replayed\n\n")
+	b.WriteString("# Why, on a real node: five arms with nothing replayed\n\n")
 	b.WriteString("[Back to the replayed proof](why.md). **Reproduce:** `make proof-node` (root; see [real-node.md](real-node.md)).\n\n")
-	fmt.Fprintf(&b, "Measured %s on %d cores, %s/%s; the run (images, seeding, node start, three arms, clean-up check not included) took %s.\n\n",
+	fmt.Fprintf(&b, "Measured %s on %d cores, %s/%s; the run (images, seeding, node start, the chart's install, five arms, clean-up check not included) took %s.\n\n",
 		time.Now().UTC().Format("2006-01-02 15:04 UTC"), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, took)
-	b.WriteString("![Timelines of the three arms on the real node](proof-node/timeline.svg)\n\n")
+	b.WriteString("![Timelines of the arms on the real node](proof-node/timeline.svg)\n\n")
 	b.WriteString("The pictures are drawn by the replay's renderer: its grey \"503: no endpoint\" is, on this node, kube-proxy rejecting the connection (`connection refused`) while the Service has no serving endpoint.\n\n")
 	fmt.Fprintf(&b, "Same experiment as [why.md](why.md), on the one-node cluster of `make test-node`: the upstream chart's `persistence.yaml` "+
 		"(with `--persistence.file=/data/%s --persistence.interval=1h` added as users do through `extraArgs`), its PersistentVolumeClaim bound to a "+
 		"hostPath PersistentVolume in the node's own directory, preloaded with %d series (%.1f MB persisted; the seeding Pushgateway's shutdown persist took %.2f s on the host). "+
 		"%d clients push through the Service's ClusterIP (kube-proxy, iptables mode), each at most every %s, each push on a new connection, dialled from inside the node's network namespace. "+
-		"The pod is replaced by a rollout (`kubectl rollout restart`: a template annotation), so the Deployment's `Recreate` deletes the old pod and creates the replacement only once it is gone; "+
+		"In arms 1-3 the pod is replaced by a rollout (`kubectl rollout restart`: a template annotation), so the Deployment's `Recreate` deletes the old pod and creates the replacement only once it is gone. "+
+		"In arms 4 and 5 the pod is deleted (`kubectl delete pod`; an eviction or a drain does the same), so the ReplicaSet creates the replacement at once, beside the terminating pod; "+
+		"arm 5 runs the product as users install it (the chart on the node: webhook and handoff controller in pods, the namespace opted in), so the replacement is created with the scheduling gate `pushgateway-lifecycle.io/handoff` and scheduled only once the old pod has stopped. "+
 		"the kubelet runs the preStop hook and sends the signals; the EndpointSlice controller and kube-proxy withdraw the endpoint; "+
 		"the replacement reads the persistence file from the same volume. Afterwards the replacement is queried (`/api/v1/metrics`) for every acknowledged push.\n\n",
 		proofDataFile, seed.Preload.Series(), float64(seed.Bytes)/1e6, seed.PersistTook.Seconds(), proofPushers, proofEvery)
-	b.WriteString("Times are seconds from the old pod's deletion (the Deployment controller scaling the old ReplicaSet down, as the test's watch saw it). SIGTERM is containerd's CRI `StopContainer` for the old container (its log, nanoseconds); " +
+	b.WriteString("Times are seconds from the old pod's deletion (the Deployment controller scaling the old ReplicaSet down, or the test's delete, as the test's watch saw it). SIGTERM is containerd's CRI `StopContainer` for the old container (its log, nanoseconds); " +
 		"the persist is Pushgateway's `<file>.in_progress.*` file appearing and being renamed (polled every 2 ms on the volume); the old container's exit is its `finishedAt` " +
 		"(the API keeps whole seconds); the replacement's start is containerd's `StartContainer ... returns successfully`; routed to is the replacement's endpoint ready in the EndpointSlice.\n\n")
 	b.WriteString(table)
@@ -887,14 +969,14 @@ func writeWhyNode(path string, results []*proofResult, seed *proof.Seeded, table
 	for _, r := range results {
 		fmt.Fprintf(&b, "- **%s**: SIGTERM at %s; the EndpointSlice marked the old endpoint terminating at %s and stopped serving it at %s; "+
 			"%d pushes were refused or reset while it was still served, %d refused by kube-proxy with no endpoint; the persist ran %s - %s; "+
-			"the old container exited at %s (code %d); the replacement started at %s and was routed to at %s; %d acknowledged pushes lost.\n",
+			"the old container exited at %s (code %d); %sthe replacement started at %s and was routed to at %s (%s after its start); %d acknowledged pushes lost.\n",
 			r.arm.name, secs(r.sigterm), secs(r.oldNotReady), secs(r.oldNotServing), r.refusedOld, r.noEndpoint, secs(r.persistStart), secs(r.persistEnd),
-			secs(r.exit), r.exitCode, secs(r.newStart), secs(r.routedNew), r.lost)
+			secs(r.exit), r.exitCode, gateText(r), secs(r.newStart), secs(r.routedNew), startToRouted(r), r.lost)
 	}
 	b.WriteString("\nWhat these numbers say, and how they differ from the replay: [real-node.md, \"The proof on the node\"](real-node.md#the-proof-on-the-node).\n")
-	b.WriteString("\nA pod deleted directly (`kubectl delete pod`, an eviction, a drain) is another story: the ReplicaSet creates the replacement at once, beside the terminating pod, " +
-		"and it reads the volume before the old pod's shutdown persist, so every push acknowledged by the old pod after that read is lost whatever the pod spec; " +
-		"the first run of this test did that, see [proof-node-delete/why-node-delete.md](proof-node-delete/why-node-delete.md).\n")
+	b.WriteString("\nA pod deleted directly (arm 4) is replaced at once, beside the terminating pod: the replacement reads the volume before the old pod's shutdown persist, " +
+		"so every push the old pod acknowledged after that read is lost, whatever the pod spec (the first run of this test measured it for all three specs: " +
+		"[proof-node-delete/why-node-delete.md](proof-node-delete/why-node-delete.md)). Arm 5 is the same delete with the product installed: the handoff gate holds the replacement until the old pod has stopped.\n")
 	b.WriteString("\nEach arm alone, with its event log: ")
 	var links []string
 	for _, r := range results {
