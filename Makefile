@@ -80,6 +80,10 @@ fuzz: ## Run every fuzz target for FUZZTIME each (default 60s).
 bench: build k8s-binaries ## Run the benchmark suite (engine, direct load vs floor, through the apiserver, offline).
 	go run ./test/bench/cmd/bench
 
+.PHONY: bench-handoff-memory
+bench-handoff-memory: build k8s-binaries ## The handoff gate's pod index: server memory with 10,000 unrelated pods (writes docs/handoff-memory.md).
+	go test -count=1 -timeout 20m -v -run TestHandoffInformerMemory ./test/e2e/ -args -handoff-memory
+
 .PHONY: bench-soak
 bench-soak: build ## 10 minutes at 1,000 req/s against the real server.
 	go run ./test/bench/cmd/bench -soak
