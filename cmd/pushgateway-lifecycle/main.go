@@ -181,6 +181,9 @@ func mutate(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	for _, n := range notices {
 		fmt.Fprintln(stderr, "notice:", n)
 	}
+	for _, n := range preview.HandoffNotes(res) {
+		fmt.Fprintln(stderr, "note:", n)
+	}
 	var ie *preview.InputError
 	switch {
 	case err == nil && *strict && len(notices) > 0:

@@ -11,10 +11,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/pmezard/go-difflib/difflib"
 	yaml "go.yaml.in/yaml/v3"
 
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/annotations"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/engine"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
 )
@@ -318,4 +320,29 @@ func diffView(doc []byte) []byte {
 	}
 	out.Write(doc[prev:])
 	return out.Bytes()
+}
+
+// HandoffNotes names the objects whose pods the webhook may hold with the handoff gate: that
+// depends on other pods at the moment of creation (a terminating predecessor on the same
+// claim or hostPath), which an offline preview cannot see, so it is a note and never a patch.
+func HandoffNotes(results []Result) []Notice {
+	var out []Notice
+	var walk func(rs []Result)
+	walk = func(rs []Result) {
+		for _, r := range rs {
+			walk(r.Items)
+			if len(r.Decision.HandoffKeys) == 0 {
+				continue
+			}
+			descs := make([]string, len(r.Decision.HandoffKeys))
+			for i, k := range r.Decision.HandoffKeys {
+				descs[i] = engine.DescribeVolumeKey(k)
+			}
+			out = append(out, Notice{Document: r.Document, Kind: r.Kind, Name: r.Name, Reason: "at admission, the webhook (--handoff) holds a new pod with the scheduling gate " +
+				annotations.SchedulingGateHandoff + " while a terminating pod still mounts " + strings.Join(descs, ", ") +
+				"; mutate cannot see other pods, so the gate is not in this output (the admission-policy mode cannot gate at all)"})
+		}
+	}
+	walk(results)
+	return out
 }
