@@ -265,6 +265,7 @@ func TestRBACGrants(t *testing.T) {
 			"ClusterRole : groups=[admissionregistration.k8s.io] resources=[mutatingwebhookconfigurations] names=[pushgateway-lifecycle] verbs=[get list watch update] nonResource=[]",
 			"ClusterRole : groups=[admissionregistration.k8s.io] resources=[validatingwebhookconfigurations] names=[pushgateway-lifecycle] verbs=[get list watch update] nonResource=[]",
 			"ClusterRole : groups=[events.k8s.io] resources=[events] names=[] verbs=[create patch] nonResource=[]",
+			"Role " + namespace + ": groups=[] resources=[events] names=[] verbs=[create patch] nonResource=[]",
 			"Role " + namespace + ": groups=[] resources=[secrets] names=[pushgateway-lifecycle-certs] verbs=[get list watch update] nonResource=[]",
 			"Role " + namespace + ": groups=[coordination.k8s.io] resources=[leases] names=[] verbs=[create] nonResource=[]",
 			"Role " + namespace + ": groups=[coordination.k8s.io] resources=[leases] names=[pushgateway-lifecycle-handoff] verbs=[get update] nonResource=[]",
@@ -302,8 +303,8 @@ func TestRBACGrants(t *testing.T) {
 				t.Errorf("rotation right with cert-manager: %s", g)
 			}
 		}
-		if n := len(rbacGrants(t, r)); n != 4 {
-			t.Errorf("%d grants, want the handoff gate's 4", n)
+		if n := len(rbacGrants(t, r)); n != 5 {
+			t.Errorf("%d grants, want the handoff gate's 5", n)
 		}
 		var d appsv1.Deployment
 		r.one(t, "Deployment", &d)
