@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/annotations"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/engine"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
 )
 
@@ -237,6 +238,9 @@ func (a *auditor) addPod(p *corev1.Pod) {
 	v := Classify(p, in, a.o.Policy)
 	entry := Pod{Namespace: p.Namespace, Name: p.Name, State: v.State, Reason: v.Reason,
 		Status: p.Annotations[annotations.AnnotationStatus], Workload: Ref{"Pod", p.Name}}
+	for _, k := range engine.VolumeKeys(p) {
+		entry.SharedVolumes = append(entry.SharedVolumes, engine.DescribeVolumeKey(k))
+	}
 	po := podOwner{idx: len(a.b.pods), hash: p.Labels["pod-template-hash"], labels: p.Labels}
 	if ref := metav1.GetControllerOf(p); ref != nil {
 		r := *ref

@@ -91,7 +91,12 @@ func printTable(out io.Writer, r *Report, wide bool) error {
 		return err
 	}
 	if len(r.Pods) > 0 {
-		_, err := fmt.Fprintf(out, "\n%s\n", r.Summary.Line())
+		if _, err := fmt.Fprintf(out, "\n%s\n", r.Summary.Line()); err != nil {
+			return err
+		}
+	}
+	if n := r.Summary.HandoffCandidates; n > 0 {
+		_, err := fmt.Fprintf(out, "%d of these pods persist to a claim or hostPath: when one is deleted, evicted or drained, only the webhook with --handoff holds its replacement until it has stopped (docs/handoff.md); the admission-policy mode cannot see the terminating pod and does not.\n", n)
 		return err
 	}
 	return nil

@@ -46,6 +46,8 @@ type Summary struct {
 	Pods      int           `json:"pods"`
 	Workloads int           `json:"workloads"`
 	ByState   map[State]int `json:"byState"`
+	// HandoffCandidates counts the pods with SharedVolumes.
+	HandoffCandidates int `json:"handoffCandidates,omitempty"`
 	// AllProtected is true when every pod is protected or opted out (exit code 0).
 	AllProtected bool `json:"allProtected"`
 }
@@ -92,6 +94,10 @@ type Pod struct {
 	// top-level owner the fix acts on (the pod itself when it has no owner).
 	Owner    *Ref `json:"owner,omitempty"`
 	Workload Ref  `json:"workload"`
+	// SharedVolumes are the claims and hostPaths the pod mounts (engine.VolumeKeys, described):
+	// its replacement after a delete, an eviction or a drain is safe only behind the handoff
+	// gate, which only the webhook with --handoff sets.
+	SharedVolumes []string `json:"sharedVolumes,omitempty"`
 }
 
 // Error is one read that failed. For a missing permission Verb and Resource name it.
@@ -175,6 +181,9 @@ func (b *Builder) Report(scope Scope) *Report {
 	for i := range r.Pods {
 		p := &r.Pods[i]
 		r.Summary.ByState[p.State]++
+		if len(p.SharedVolumes) > 0 {
+			r.Summary.HandoffCandidates++
+		}
 		k := wkey{p.Namespace, p.Workload.Kind, p.Workload.Name}
 		j, ok := idx[k]
 		if !ok {

@@ -20,7 +20,7 @@ func sampleReport() *Report {
 	b := NewBuilder()
 	rs := &Ref{"ReplicaSet", "pgw-7d4b9c"}
 	b.AddPod(Pod{Namespace: "team-b", Name: "pgw-7d4b9c-b", State: StateUnprotected, Reason: "no status annotation; would set: x", Owner: rs, Workload: Ref{"Deployment", "pgw"}})
-	b.AddPod(Pod{Namespace: "team-b", Name: "pgw-7d4b9c-a", State: StateProtected, Status: "injected: sleep 30s on pushgateway; terminationGracePeriodSeconds 30->45", Owner: rs, Workload: Ref{"Deployment", "pgw"}})
+	b.AddPod(Pod{Namespace: "team-b", Name: "pgw-7d4b9c-a", State: StateProtected, Status: "injected: sleep 30s on pushgateway; terminationGracePeriodSeconds 30->45", Owner: rs, Workload: Ref{"Deployment", "pgw"}, SharedVolumes: []string{"claim pgw"}})
 	b.AddPod(Pod{Namespace: "team-a", Name: "pgw-0", State: StateDrifted, Reason: "spec differs", Owner: &Ref{"StatefulSet", "pgw"}, Workload: Ref{"StatefulSet", "pgw"}})
 	b.AddPod(Pod{Namespace: "team-a", Name: "bare", State: StateInvalid, Reason: "bad sleep", Workload: Ref{"Pod", "bare"}})
 	b.AddPod(Pod{Namespace: "team-c", Name: "pgw-x", State: StateNotOptedIn, Reason: "namespace team-c is not opted in", Owner: &Ref{"DaemonSet", "pgw"}, Workload: Ref{"DaemonSet", "pgw"}})
