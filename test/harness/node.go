@@ -105,6 +105,12 @@ type Node struct {
 	lock       *os.File
 	logFiles   []*os.File
 	stopped    bool
+	// dials are the DialContext calls in flight: each holds an OS thread inside the node's
+	// network namespace until connect returns (a SYN to a pod IP that went away waits for
+	// minutes), so Stop cancels them and waits before it compares the host.
+	dials      sync.WaitGroup
+	dialCtx    context.Context
+	dialCancel context.CancelFunc
 }
 
 // NodeSupported says why a real node cannot run here, or nil when it can: it needs root,
@@ -481,6 +487,7 @@ exec unshare --net --mount --propagation private /bin/sh -c "$1"`
 		return err
 	}
 	n.netnsFD = fd
+	n.dialCtx, n.dialCancel = context.WithCancel(context.Background())
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		return err
@@ -545,7 +552,21 @@ func (n *Node) DialContext(ctx context.Context, network, addr string) (net.Conn,
 		err error
 	}
 	ch := make(chan result, 1)
+	if n.dialCtx == nil {
+		return nil, errors.New("the node is not started")
+	}
+	if n.dialCtx.Err() != nil {
+		return nil, errors.New("the node is stopping")
+	}
+	// A request's Transport may leave a dial running after the request has ended; the node's
+	// own context ends every dial when the node stops.
+	ctx, cancel := context.WithCancel(ctx)
+	stopDial := context.AfterFunc(n.dialCtx, cancel)
+	n.dials.Add(1)
 	go func() {
+		defer n.dials.Done()
+		defer cancel()
+		defer stopDial()
 		runtime.LockOSThread()
 		own, err := unix.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
@@ -875,6 +896,10 @@ func (n *Node) Stop() error {
 	}
 	n.stopped = true
 	var errs []error
+	if n.dialCancel != nil {
+		n.dialCancel()
+		n.dials.Wait()
+	}
 	if n.forwarder != nil {
 		_ = n.forwarder.Close()
 	}
