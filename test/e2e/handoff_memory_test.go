@@ -112,7 +112,7 @@ func TestHandoffInformerMemory(t *testing.T) {
 		r.readyIn = time.Since(began).Seconds()
 		// Settle: the list's garbage collected, as a replica that has run for a while.
 		time.Sleep(5 * time.Second)
-		rss, _ := rssKiBOf(wh.Pid())
+		rss, _ := harness.RSSKiB(wh.Pid())
 		r.rssMiB = float64(rss) / 1024
 		r.heapMiB = metricValue(t, wh.MetricsURL(), "go_memstats_heap_inuse_bytes") / (1 << 20)
 		if err := wh.Stop(15 * time.Second); err != nil {
@@ -173,27 +173,6 @@ func crowdPod(i int) *corev1.Pod {
 			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: app},
 		}}}},
 	}
-}
-
-func rssKiBOf(pid int) (rss, peak int64) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		n, _ := strconv.ParseInt(f[1], 10, 64)
-		switch f[0] {
-		case "VmRSS:":
-			rss = n
-		case "VmHWM:":
-			peak = n
-		}
-	}
-	return rss, peak
 }
 
 // metricValue reads one unlabelled sample from the server's /metrics.

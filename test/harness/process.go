@@ -287,3 +287,25 @@ func watchChildren() ([]int, error) {
 	}
 	return added, errors.Join(errs...)
 }
+
+// RSSKiB reads a process's resident set (VmRSS) and its peak (VmHWM) from /proc.
+func RSSKiB(pid int) (rss, peak int64) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		n, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "VmRSS:":
+			rss = n
+		case "VmHWM:":
+			peak = n
+		}
+	}
+	return rss, peak
+}
