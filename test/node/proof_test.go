@@ -351,6 +351,14 @@ spec:
 	kubectl(t, n, manifest, "apply", "-f", "-")
 	pods := waitReady(t, n, a.ns, pgwSelector, 1, 4*time.Minute)
 	old := pods[0]
+	if a.inject {
+		// The webhook patched the pod at creation: its spec is the stored pod's, not the
+		// manifest's.
+		if term, err = proof.FromPodSpec(&old.Spec); err != nil {
+			t.Fatalf("arm %s: %v", a.name, err)
+		}
+		res.spec = term
+	}
 	svc := serviceIP(t, n, a.ns, proofService)
 
 	wctx, wcancel := context.WithCancel(ctx)
