@@ -84,11 +84,11 @@ func TestHandoffInformerMemory(t *testing.T) {
 	selectAll := filepath.Join(dir, "select-all.yaml")
 	writeFileAtomic(t, selectAll, "selector: {}\n")
 	type row struct {
-		name                string
-		args                []string
-		policy              string
-		rssMiB, heapMiB     float64
-		cachedPods, readyIn float64
+		name            string
+		args            []string
+		policy          string
+		rssMiB, heapMiB float64
+		readyIn         float64
 	}
 	rows := []*row{
 		{name: "without --handoff", policy: ""},
