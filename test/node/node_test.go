@@ -409,8 +409,17 @@ func TestNodeChart(t *testing.T) {
 		for _, p := range waitReady(t, n, harness.ChartNamespace, webhookSelector, 2, time.Minute) {
 			logs := kubectl(t, n, nil, "logs", "-n", harness.ChartNamespace, p.Name)
 			var bad []string
+			conflicts := 0
 			for _, l := range strings.Split(logs, "\n") {
 				low := strings.ToLower(l)
+				// Two candidates for the handoff controller's Lease (two replicas, or a rollout's
+				// old and new pods) update it optimistically; the loser's write conflicts and
+				// client-go logs that at error level, then reads the Lease again. Expected,
+				// counted, not an error of ours; any other leader election error still fails.
+				if strings.Contains(l, `"Failed to update lease"`) && strings.Contains(l, "Operation cannot be fulfilled on leases.coordination.k8s.io") {
+					conflicts++
+					continue
+				}
 				if strings.Contains(low, `"level":"error"`) || strings.Contains(low, "level=error") || strings.HasPrefix(l, "E") && len(l) > 5 && l[1] >= '0' && l[1] <= '9' {
 					bad = append(bad, l)
 				}
@@ -419,7 +428,7 @@ func TestNodeChart(t *testing.T) {
 				t.Errorf("pod %s logged errors:\n%s", p.Name, strings.Join(bad, "\n"))
 			}
 			first, _, _ := strings.Cut(logs, "\n")
-			t.Logf("pod %s: %d log lines, no error (first: %s)", p.Name, strings.Count(logs, "\n"), first)
+			t.Logf("pod %s: %d log lines, no error, %d Lease update conflicts (first: %s)", p.Name, strings.Count(logs, "\n"), conflicts, first)
 		}
 	})
 
