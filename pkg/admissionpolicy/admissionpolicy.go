@@ -246,11 +246,18 @@ func mutationCEL() string {
 	hooks := "object.spec.containers.transformList(i, c, c.name in variables.change, " +
 		"!has(c.lifecycle) ? JSONPatch{op: 'add', path: '/spec/containers/' + string(i) + '/lifecycle', value: Object.spec.containers.lifecycle{preStop: " + hook + "}} : " +
 		"JSONPatch{op: has(c.lifecycle.preStop) ? 'replace' : 'add', path: '/spec/containers/' + string(i) + '/lifecycle/preStop', value: " + hook + "})"
-	unchanged := "size(variables.change) == 0 && !variables.graceChanged"
+	// Only the fields engine.Apply lowers are written: initialDelaySeconds (present, as it is
+	// above 0) and periodSeconds (added if absent), as BuildPatch does.
+	probes := "object.spec.containers.transformList(i, c, c.name in variables.readinessDelay, " +
+		"JSONPatch{op: 'replace', path: '/spec/containers/' + string(i) + '/readinessProbe/initialDelaySeconds', value: 0}) + " +
+		"object.spec.containers.transformList(i, c, c.name in variables.readinessPeriod, " +
+		"JSONPatch{op: has(c.readinessProbe.periodSeconds) ? 'replace' : 'add', path: '/spec/containers/' + string(i) + '/readinessProbe/periodSeconds', value: " +
+		strconv.Itoa(int(engine.ReadinessMaxPeriod)) + "})"
+	unchanged := "size(variables.change) == 0 && !variables.graceChanged && size(variables.readinessDelay) == 0 && size(variables.readinessPeriod) == 0"
 	return "variables.denied ? [] : " +
 		"variables.skipStatus != '' ? (variables.skipStatus == variables.currentStatus ? [] : " + statusOps("variables.skipStatus") + ") : " +
 		unchanged + " ? (" + lit(annotations.AnnotationStatus) + " in variables.ann ? [] : " + statusOps("variables.statusText") + ") : " +
-		hooks + " + " +
+		hooks + " + " + probes + " + " +
 		"(variables.graceChanged ? [JSONPatch{op: variables.graceSet ? 'replace' : 'add', path: '/spec/terminationGracePeriodSeconds', value: variables.newGrace}] : []) + " +
 		"(variables.statusText == variables.currentStatus ? [] : " + statusOps("variables.statusText") + ")"
 }

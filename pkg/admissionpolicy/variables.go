@@ -18,7 +18,7 @@ const maxInt64 = "9223372036854775807"
 // message), in the order the engine reports them.
 var problemVariables = []string{
 	"injectProblem", "sleepProblem", "budgetProblem", "graceProblem", "actionProblem",
-	"containersProblem", "missingProblem", "graceLowProblem",
+	"containersProblem", "readinessProblem", "missingProblem", "graceLowProblem",
 }
 
 type variable struct{ name, expr string }
@@ -41,6 +41,7 @@ func configVariables(p *policy.Policy) []variable {
 		{"cfgMaxGrace", strconv.FormatInt(int64(p.Limits.MaxTerminationGracePeriod), 10)},
 		{"cfgKeep", strconv.FormatBool(p.ExistingPreStop == policy.ExistingPreStopKeep)},
 		{"cfgReject", strconv.FormatBool(p.OnInvalid == policy.OnInvalidReject)},
+		{"cfgTuneReadiness", strconv.FormatBool(p.Readiness == annotations.ReadinessTune)},
 	}
 }
 
@@ -88,6 +89,12 @@ func podVariables(root string) []variable {
 	nonTargets := v("containers") + ".filter(c, !(c.name in " + v("targets") + "))"
 	status := annotations.AnnotationStatus
 	invalidSuffix := "(size(" + v("problems") + ") > 0 ? '; invalid: ' + " + v("problems") + ".join('; ') : '')"
+	// The timing of container c's readinessProbe (known to be set); a period of 0 is unset,
+	// which the API server defaults to engine.KubernetesDefaultProbePeriod before admission.
+	probeDelay := "c.readinessProbe.?initialDelaySeconds.orValue(0)"
+	probePeriod := "c.readinessProbe.?periodSeconds.orValue(0)"
+	maxPeriod := strconv.Itoa(int(engine.ReadinessMaxPeriod))
+	defaultPeriod := strconv.Itoa(int(engine.KubernetesDefaultProbePeriod))
 
 	return []variable{
 		{"pod", root},
@@ -107,6 +114,9 @@ func podVariables(root string) []variable {
 		{"containersProblem", has(annotations.AnnotationContainers) + " && " + v("containersIn") + ".exists(x, x == '') ? [" +
 			get(annotations.AnnotationContainers) + "].map(x, " + invalidPrefix(annotations.AnnotationContainers) + " + " + quoteCEL("x") +
 			" + ': must be a comma-separated list of container names of this pod (pushgateway,sidecar)') : []"},
+		{"readinessProblem", has(annotations.AnnotationReadiness) + " && !(" + get(annotations.AnnotationReadiness) + " in [" + lit(annotations.ReadinessTune) + ", " + lit(annotations.ReadinessKeep) + "]) ? [" +
+			get(annotations.AnnotationReadiness) + "].map(x, " + invalidPrefix(annotations.AnnotationReadiness) + " + " + quoteCEL("x") +
+			" + ': must be " + fmt.Sprintf("%q or %q", annotations.ReadinessTune, annotations.ReadinessKeep) + "') : []"},
 		{"containers", v("pod") + ".spec.?containers.orValue([])"},
 		{"names", v("containers") + ".map(c, c.name)"},
 		{"named", has(annotations.AnnotationContainers) + " && size(" + v("containersProblem") + ") == 0"},
@@ -136,7 +146,7 @@ func podVariables(root string) []variable {
 		{"floor", v("others") + " > " + v("longest") + " ? " + v("others") + " : " + v("longest")},
 		{"floorName", v("others") + " > " + v("longest") + " ? " + v("otherNames") + "[" + v("otherLengths") + ".indexOf(" + v("others") + ")] : " + v("longestName")},
 		{"parseProblems", v("injectProblem") + " + " + v("sleepProblem") + " + " + v("budgetProblem") + " + " + v("graceProblem") + " + " +
-			v("actionProblem") + " + " + v("containersProblem") + " + " + v("missingProblem")},
+			v("actionProblem") + " + " + v("containersProblem") + " + " + v("readinessProblem") + " + " + v("missingProblem")},
 		{"graceLowProblem", "!" + v("optOut") + " && !" + v("noTarget") + " && !(" + v("cfgReject") + " && size(" + v("parseProblems") + ") > 0) && " +
 			inRange("graceIn", "0", v("cfgMaxGrace")) + " && " + v("graceIn") + " < " + v("floor") + " ? [" + get(annotations.AnnotationTerminationGracePeriod) + "].map(x, " +
 			invalidPrefix(annotations.AnnotationTerminationGracePeriod) + " + " + quoteCEL("x") + " + ': must be at least the longest preStop sleep of the pod, ' + " + fmtS(v("floor")) +
@@ -152,6 +162,17 @@ func podVariables(root string) []variable {
 		{"capped", "!" + v("graceExplicit") + " && " + v("derived") + " > " + v("cfgMaxGrace") + " && " + v("oldGrace") + " <= " + v("cfgMaxGrace")},
 		{"newGrace", v("graceExplicit") + " ? " + v("graceIn") + " : " + v("capped") + " ? " + max3(v("cfgMaxGrace"), v("floor"), v("oldGrace")) + " : " + v("derived")},
 		{"graceChanged", "!" + v("graceSet") + " || " + v("newGrace") + " != " + v("oldGrace")},
+		// engine.readinessChange over the targets: probed are those whose readinessProbe is an
+		// httpGet on engine.ReadinessPath (an invalid annotation value tunes, as the policy
+		// default); readinessDelay and readinessPeriod name those with a field to lower.
+		{"probed", v("cfgTuneReadiness") + " && " + ann + "[?" + lit(annotations.AnnotationReadiness) + "].orValue('') != " + lit(annotations.ReadinessKeep) + " ? " +
+			v("targetContainers") + ".filter(c, c.?readinessProbe.?httpGet.?path.orValue('') == " + lit(engine.ReadinessPath) + ") : []"},
+		{"readinessDelay", v("probed") + ".filter(c, " + probeDelay + " > 0).map(c, c.name)"},
+		{"readinessPeriod", v("probed") + ".filter(c, " + bind("p", probePeriod, "p == 0 || p > "+maxPeriod) + ").map(c, c.name)"},
+		{"readinessStatus", v("probed") + ".filter(c, c.name in " + v("readinessDelay") + " || c.name in " + v("readinessPeriod") + ").map(c, '; readiness: ' + (" +
+			"(c.name in " + v("readinessDelay") + " ? ['initialDelaySeconds ' + string(" + probeDelay + ") + '->0'] : []) + " +
+			"(c.name in " + v("readinessPeriod") + " ? ['periodSeconds ' + string(" + bind("p", probePeriod, "p == 0 ? "+defaultPeriod+" : p") + ") + '->" + maxPeriod + "'] : [])" +
+			").join(', ') + ' on ' + c.name).join('')"},
 		{"status", "((size(" + v("change") + ") > 0 ? ['injected: ' + " + v("action") + " + ' ' + " + fmtS(v("sleep")) + " + ' on ' + " + v("change") + ".join(',') + " +
 			"(size(" + v("replaced") + ") > 0 ? ' (replaced existing preStop on ' + " + v("replaced") + ".join(',') + ')' : '')] : []) + " +
 			"(size(" + v("keptNames") + ") > 0 ? ['kept existing preStop on ' + " + v("keptNames") + ".join(',')] : [])" +
@@ -159,7 +180,7 @@ func podVariables(root string) []variable {
 		{"statusText", "(" + v("status") + " != '' ? " + v("status") + " : 'already set: ' + " + v("action") + " + ' ' + " + fmtS(v("sleep")) + " + ' on ' + " + v("targets") + ".join(',')) + '; ' + " +
 			"(" + v("graceSet") + " && " + v("newGrace") + " == " + v("oldGrace") + " ? 'terminationGracePeriodSeconds ' + string(" + v("newGrace") + ") : " +
 			"'terminationGracePeriodSeconds ' + string(" + v("oldGrace") + ") + '->' + string(" + v("newGrace") + ") + (" + v("capped") + " ? ' (capped by limits.maxTerminationGracePeriod)' : '')) + " +
-			invalidSuffix},
+			v("readinessStatus") + " + " + invalidSuffix},
 		{"skipStatus", v("optOut") + " ? 'skipped: inject=false' + " + invalidSuffix + " : " + v("noTarget") + " ? 'skipped: no target container (name one in " +
 			annotations.AnnotationContainers + ")' + " + invalidSuffix + " : ''"},
 		{"currentStatus", ann + "[?" + lit(status) + "].orValue('')"},

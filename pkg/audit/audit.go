@@ -142,6 +142,19 @@ func Changes(pod *corev1.Pod, d *engine.Decision) string {
 		}
 		parts = append(parts, fmt.Sprintf("preStop of %s %s -> %s", c.Name, engine.DescribeHook(live), engine.DescribeHook(c.PreStop)))
 	}
+	for i := range d.Probes {
+		c := &d.Probes[i]
+		if c.SetsInitialDelay() {
+			parts = append(parts, fmt.Sprintf("readinessProbe.initialDelaySeconds of %s %d -> 0", c.Name, c.OldInitialDelay))
+		}
+		if c.SetsPeriod() {
+			old := "unset"
+			if c.PeriodSet {
+				old = fmt.Sprint(c.OldPeriod)
+			}
+			parts = append(parts, fmt.Sprintf("readinessProbe.periodSeconds of %s %s -> %d", c.Name, old, c.NewPeriod))
+		}
+	}
 	if d.SetsGrace() {
 		old := "unset"
 		if d.GraceSet {

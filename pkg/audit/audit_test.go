@@ -80,6 +80,14 @@ func TestClassify(t *testing.T) {
 	keptHook := chartPod(nil)
 	keptHook.Spec.Containers[0].Lifecycle = &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/drain"}}}
 
+	// Admitted before the readiness tuning (or under readiness: keep): hook and grace period
+	// set, the upstream chart's readinessProbe timing still as written.
+	keep := mustPolicy(t, "readiness: keep\n")
+	probed := chartPod(nil)
+	probed.Spec.Containers[0].ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: engine.ReadinessPath}},
+		InitialDelaySeconds: 10, PeriodSeconds: 10}
+	untuned := admitted(t, probed, keep)
+
 	cases := []struct {
 		name    string
 		pod     *corev1.Pod
@@ -99,6 +107,10 @@ func TestClassify(t *testing.T) {
 		{"kept hook created without the webhook", keptHook, in, def, StateUnprotected, "terminationGracePeriodSeconds unset -> 45"},
 		{"policy budget raised since", admitted(t, chartPod(nil), def), in, budget60, StateDrifted,
 			"spec differs from what the policy decides now: terminationGracePeriodSeconds 45 -> 90"},
+		{"readiness tuned since admission", untuned, in, def, StateDrifted,
+			"spec differs from what the policy decides now: readinessProbe.initialDelaySeconds of pushgateway 10 -> 0, readinessProbe.periodSeconds of pushgateway 10 -> 2"},
+		{"readiness kept by the policy", untuned, in, keep, StateProtected, ""},
+		{"readiness tuned at admission", admitted(t, probed, def), in, def, StateProtected, ""},
 		{"annotation edited on the live pod", edited, in, def, StateDrifted, "terminationGracePeriodSeconds 45 -> 90"},
 		{"status copied into a template", copied, in, def, StateDrifted, "preStop of pushgateway none -> sleep 30s"},
 		{"invalid annotation, admitted with defaults", admitted(t, chartPod(map[string]string{annotations.AnnotationPreStopSleep: "banana"}), def), in, def,

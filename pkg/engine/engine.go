@@ -45,6 +45,23 @@ const KubernetesDefaultGracePeriod int64 = 30
 // after admission, which failurePolicy: Ignore does not cover.
 const TotalAnnotationSizeLimit = 256 * 1024
 
+// Readiness tuning (policy readiness: tune). The Pushgateway answers /-/ready only once it
+// has loaded its persistence file, so the probe needs no initial delay to be safe: a delay
+// and a long period only lengthen the time a loaded replacement still gets no pushes, which
+// in a Recreate rollout is outage. With the upstream chart's 10 s delay and the default 10 s
+// period, a pod ready at once waits 10 s for its first probe, and one that loads for 11 s is
+// seen ready only at 20 s. Liveness probes are not touched: a big store takes time to load,
+// and a liveness probe that fires early restarts the container in a loop.
+const (
+	// ReadinessPath is the Pushgateway's readiness endpoint; a probe on any other path is
+	// someone else's and kept as written.
+	ReadinessPath = "/-/ready"
+	// ReadinessMaxPeriod is the longest periodSeconds the tuned probe keeps (a shorter one stays).
+	ReadinessMaxPeriod int32 = 2
+	// KubernetesDefaultProbePeriod is what the API server defaults a probe's periodSeconds to.
+	KubernetesDefaultProbePeriod int32 = 10
+)
+
 // ContainerChange is the preStop hook to set on one container of spec.containers.
 type ContainerChange struct {
 	Index int
@@ -55,6 +72,26 @@ type ContainerChange struct {
 	HadLifecycle bool
 	HadPreStop   bool
 }
+
+// ProbeChange is the readinessProbe timing to set on one container of spec.containers. Only
+// the fields that change are written: initialDelaySeconds when it is above 0, periodSeconds
+// when it is unset or above ReadinessMaxPeriod.
+type ProbeChange struct {
+	Index int
+	Name  string
+	// OldInitialDelay is the probe's initialDelaySeconds; the new one is always 0.
+	OldInitialDelay int32
+	// OldPeriod is the probe's periodSeconds (KubernetesDefaultProbePeriod when unset);
+	// PeriodSet reports whether the field was present, so a patch can add or replace.
+	OldPeriod, NewPeriod int32
+	PeriodSet            bool
+}
+
+// SetsInitialDelay reports whether initialDelaySeconds has to be written (as 0).
+func (c *ProbeChange) SetsInitialDelay() bool { return c.OldInitialDelay > 0 }
+
+// SetsPeriod reports whether periodSeconds has to be written.
+func (c *ProbeChange) SetsPeriod() bool { return !c.PeriodSet || c.NewPeriod != c.OldPeriod }
 
 // Decision is everything the engine decided for one pod. It refers to the input pod by
 // container index and never aliases it.
@@ -71,6 +108,9 @@ type Decision struct {
 	Targets []string
 	// Containers are the hooks to write; empty when every target already has the right hook.
 	Containers []ContainerChange
+	// Probes are the targets' readinessProbe timings to write (policy readiness: tune);
+	// empty when no target probes ReadinessPath or every such probe is tuned already.
+	Probes []ProbeChange
 
 	// OldGrace is the pod's grace period (KubernetesDefaultGracePeriod when unset); NewGrace
 	// what it should be. GraceSet reports whether the field was present in the input.
@@ -107,7 +147,7 @@ func (d *Decision) SetsGrace() bool {
 
 // Changed reports whether Apply would modify the pod.
 func (d *Decision) Changed() bool {
-	return len(d.Containers) > 0 || d.SetsGrace() || d.SetStatus || d.Gate
+	return len(d.Containers) > 0 || len(d.Probes) > 0 || d.SetsGrace() || d.SetStatus || d.Gate
 }
 
 // DenyMessage is the message of a denied pod.
@@ -253,12 +293,20 @@ func Decide(pod *corev1.Pod, namespace string, pol *policy.Policy) Decision {
 		}
 	}
 
+	if pol.Readiness == annotations.ReadinessTune && !set.ReadinessKeep {
+		for _, i := range targets {
+			if pc, ok := readinessChange(&pod.Spec.Containers[i], i); ok {
+				d.Probes = append(d.Probes, pc)
+			}
+		}
+	}
+
 	for _, e := range d.Problems {
 		d.Warnings = append(d.Warnings, "pushgateway-lifecycle: "+e.Error()+"; using the policy default")
 	}
 
 	graceChanged := d.NewGrace != d.OldGrace || !d.GraceSet
-	if len(d.Containers) == 0 && !graceChanged {
+	if len(d.Containers) == 0 && !graceChanged && len(d.Probes) == 0 {
 		d.Outcome = OutcomeUnchanged
 		// Leave an existing status alone: a reinvocation must not rewrite the first pass's record.
 		if _, has := ann[annotations.AnnotationStatus]; !has {
@@ -276,6 +324,27 @@ func Decide(pod *corev1.Pod, namespace string, pol *policy.Policy) Decision {
 	d.SetStatus = ann[annotations.AnnotationStatus] != d.Status
 	limitStatus(&d, ann)
 	return d
+}
+
+// readinessChange is the tuning of container c's readinessProbe (c is spec.containers[i]):
+// an httpGet on ReadinessPath starts at once and runs every ReadinessMaxPeriod seconds at
+// most. Values are only ever lowered, never raised: a shorter period is kept, and a negative
+// one is the API server's to refuse. false when the probe is someone else's or tuned already.
+func readinessChange(c *corev1.Container, i int) (ProbeChange, bool) {
+	p := c.ReadinessProbe
+	if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != ReadinessPath {
+		return ProbeChange{}, false
+	}
+	pc := ProbeChange{Index: i, Name: c.Name, OldInitialDelay: p.InitialDelaySeconds, OldPeriod: p.PeriodSeconds, PeriodSet: p.PeriodSeconds != 0}
+	if !pc.PeriodSet {
+		// Absent (omitempty: 0 is absent) means the API server's default, which is above the bound.
+		pc.OldPeriod = KubernetesDefaultProbePeriod
+	}
+	pc.NewPeriod = min(pc.OldPeriod, ReadinessMaxPeriod)
+	if !pc.SetsInitialDelay() && !pc.SetsPeriod() {
+		return ProbeChange{}, false
+	}
+	return pc, true
 }
 
 // otherSleeps is the longest readable preStop sleep (HookSleepSeconds) among the containers
@@ -389,6 +458,17 @@ func statusText(d *Decision, kept, replaced []string, graceNote string) string {
 		parts = append(parts, fmt.Sprintf("terminationGracePeriodSeconds %d", d.NewGrace))
 	} else {
 		parts = append(parts, fmt.Sprintf("terminationGracePeriodSeconds %d->%d%s", d.OldGrace, d.NewGrace, graceNote))
+	}
+	for i := range d.Probes {
+		c := &d.Probes[i]
+		var fields []string
+		if c.SetsInitialDelay() {
+			fields = append(fields, fmt.Sprintf("initialDelaySeconds %d->0", c.OldInitialDelay))
+		}
+		if c.SetsPeriod() {
+			fields = append(fields, fmt.Sprintf("periodSeconds %d->%d", c.OldPeriod, c.NewPeriod))
+		}
+		parts = append(parts, "readiness: "+strings.Join(fields, ", ")+" on "+c.Name)
 	}
 	if len(d.Problems) > 0 {
 		parts = append(parts, "invalid: "+problemsText(d.Problems))
@@ -575,6 +655,17 @@ func Apply(pod *corev1.Pod, d *Decision) {
 			ct.Lifecycle = &corev1.Lifecycle{}
 		}
 		ct.Lifecycle.PreStop = c.PreStop.DeepCopy()
+	}
+	for i := range d.Probes {
+		c := &d.Probes[i]
+		// Decide found the probe on this container, so ReadinessProbe is set.
+		p := pod.Spec.Containers[c.Index].ReadinessProbe
+		if c.SetsInitialDelay() {
+			p.InitialDelaySeconds = 0
+		}
+		if c.SetsPeriod() {
+			p.PeriodSeconds = c.NewPeriod
+		}
 	}
 	if d.SetsGrace() {
 		g := d.NewGrace

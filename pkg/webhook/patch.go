@@ -32,15 +32,16 @@ func escapePointer(s string) string {
 var statusPointer = "/metadata/annotations/" + escapePointer(annotations.AnnotationStatus)
 
 // BuildPatch turns a decision into the JSON patch that makes exactly its changes: the preStop
-// of each target container, terminationGracePeriodSeconds, the status annotation and the handoff gate. Nothing
-// else of the pod is touched, unlike a diff of a decoded and re-encoded pod, which also
-// "adds" defaulted empty fields (resources: {}, status: {}). TestPatchEquivalence checks the
+// of each target container, the timing of their readinessProbes, terminationGracePeriodSeconds,
+// the status annotation and the handoff gate. Nothing else of the pod is touched, unlike a
+// diff of a decoded and re-encoded pod, which also "adds" defaulted empty fields
+// (resources: {}, status: {}). TestPatchEquivalence checks the
 // result against admission.PatchResponseFromRaw on a corpus of pods.
 func BuildPatch(d *engine.Decision) ([]byte, error) {
 	// jsonpatch.Operation is the type controller-runtime's admission responses use; Value is
 	// any, so the hook is encoded with the corev1 JSON tags the API server decodes it with
 	// (no value here is a nil interface, so its omitempty never drops one).
-	ops := make([]jsonpatch.Operation, 0, len(d.Containers)+2)
+	ops := make([]jsonpatch.Operation, 0, len(d.Containers)+2*len(d.Probes)+2)
 	for _, c := range d.Containers {
 		base := "/spec/containers/" + strconv.Itoa(c.Index) + "/lifecycle"
 		if !c.HadLifecycle {
@@ -52,6 +53,21 @@ func BuildPatch(d *engine.Decision) ([]byte, error) {
 			op = "replace"
 		}
 		ops = append(ops, jsonpatch.NewOperation(op, base+"/preStop", c.PreStop))
+	}
+	for i := range d.Probes {
+		c := &d.Probes[i]
+		base := "/spec/containers/" + strconv.Itoa(c.Index) + "/readinessProbe"
+		if c.SetsInitialDelay() {
+			// Always present here (it is above 0), so replaced, like a present preStop.
+			ops = append(ops, jsonpatch.NewOperation("replace", base+"/initialDelaySeconds", int32(0)))
+		}
+		if c.SetsPeriod() {
+			op := "add"
+			if c.PeriodSet {
+				op = "replace"
+			}
+			ops = append(ops, jsonpatch.NewOperation(op, base+"/periodSeconds", c.NewPeriod))
+		}
 	}
 	if d.SetsGrace() {
 		op := "add"

@@ -9,10 +9,10 @@ import (
 )
 
 // podView holds exactly the pod fields the engine reads (engine.Decide: labels, annotations,
-// namespace, container names, images and lifecycles, init containers' names, restart policies
-// and lifecycles, the grace period). Decoding into it skips the rest of the pod instead of
-// allocating it; TestPodViewEquivalence proves that the engine decides the same on a podView
-// as on the fully decoded pod.
+// namespace, container names, images, lifecycles and readinessProbes' path and timing, init
+// containers' names, restart policies and lifecycles, the grace period). Decoding into it
+// skips the rest of the pod instead of allocating it; TestPodViewEquivalence proves that the
+// engine decides the same on a podView as on the fully decoded pod.
 type podView struct {
 	Kind     string `json:"kind"`
 	Metadata struct {
@@ -56,6 +56,30 @@ type containerView struct {
 	Name      string            `json:"name"`
 	Image     string            `json:"image"`
 	Lifecycle *corev1.Lifecycle `json:"lifecycle"`
+	// ReadinessProbe is tuned when it is an httpGet on engine.ReadinessPath.
+	ReadinessProbe *probeView `json:"readinessProbe"`
+}
+
+// probeView keeps what decides the readiness tuning: the httpGet path and the two timings it
+// lowers. A probe with another handler (exec, tcpSocket, grpc) decodes with HTTPGet nil,
+// which the engine leaves alone as it does the full probe.
+type probeView struct {
+	HTTPGet *struct {
+		Path string `json:"path"`
+	} `json:"httpGet"`
+	InitialDelaySeconds int32 `json:"initialDelaySeconds"`
+	PeriodSeconds       int32 `json:"periodSeconds"`
+}
+
+func (v *probeView) probe() *corev1.Probe {
+	if v == nil {
+		return nil
+	}
+	p := &corev1.Probe{InitialDelaySeconds: v.InitialDelaySeconds, PeriodSeconds: v.PeriodSeconds}
+	if v.HTTPGet != nil {
+		p.HTTPGet = &corev1.HTTPGetAction{Path: v.HTTPGet.Path}
+	}
+	return p
 }
 
 type initContainerView struct {
@@ -95,7 +119,7 @@ func (v *podView) pod() *corev1.Pod {
 		p.Spec.Containers = make([]corev1.Container, n)
 		for i := range v.Spec.Containers {
 			c := &v.Spec.Containers[i]
-			p.Spec.Containers[i] = corev1.Container{Name: c.Name, Image: c.Image, Lifecycle: c.Lifecycle}
+			p.Spec.Containers[i] = corev1.Container{Name: c.Name, Image: c.Image, Lifecycle: c.Lifecycle, ReadinessProbe: c.ReadinessProbe.probe()}
 		}
 	}
 	if n := len(v.Spec.InitContainers); n > 0 {

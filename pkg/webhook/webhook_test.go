@@ -17,6 +17,7 @@ import (
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apivalidation "k8s.io/apimachinery/pkg/api/validation"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	"sigs.k8s.io/yaml"
 
@@ -28,7 +29,8 @@ import (
 
 // corpus is a set of pods that exercise every patch shape: lifecycle absent, lifecycle with
 // only postStart, preStop present (kept and replaced), grace absent and present, annotations
-// absent, empty and present, several target containers, plus the upstream chart's pod.
+// absent, empty and present, several target containers, readinessProbes tuned and kept, plus
+// the upstream chart's pod.
 func corpus(t testing.TB) map[string]*corev1.Pod {
 	t.Helper()
 	base := func() *corev1.Pod {
@@ -108,6 +110,32 @@ func corpus(t testing.TB) map[string]*corev1.Pod {
 	p.Spec.NodeName = "node-a"
 	p.Spec.Volumes = []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "pgw"}}}}
 	c["claim, node named"] = p
+	// Readiness tuning: a probe on /-/ready with both timings to lower, one with only the
+	// period absent (added, not replaced), and probes that stay (another path, tcpSocket, a
+	// liveness probe on /-/ready, a non-target's probe).
+	ready := func(delay, period int32) *corev1.Probe {
+		return &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: engine.ReadinessPath, Port: intstr.FromInt32(9091), Scheme: corev1.URISchemeHTTP}},
+			InitialDelaySeconds: delay, PeriodSeconds: period, TimeoutSeconds: 10, SuccessThreshold: 1, FailureThreshold: 3}
+	}
+	p = base()
+	p.Spec.Containers[0].ReadinessProbe = ready(10, 10)
+	p.Spec.Containers[0].LivenessProbe = ready(10, 10)
+	c["readinessProbe 10/10, livenessProbe on /-/ready"] = p
+	p = base()
+	p.Spec.Containers[0].ReadinessProbe = ready(7, 0)
+	p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: "side", Image: "x", ReadinessProbe: ready(10, 10)})
+	c["readinessProbe without period, non-target probe"] = p
+	p = base()
+	p.Spec.Containers[0].ReadinessProbe = ready(10, 10)
+	p.Spec.Containers[0].ReadinessProbe.HTTPGet.Path = "/metrics"
+	c["readinessProbe on /metrics"] = p
+	p = base()
+	p.Spec.Containers[0].ReadinessProbe = ready(10, 10)
+	p.Annotations = map[string]string{annotations.AnnotationReadiness: annotations.ReadinessKeep}
+	c["readinessProbe 10/10, readiness keep"] = p
+	p = base()
+	p.Spec.Containers[0].ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(9091)}}, InitialDelaySeconds: 10, PeriodSeconds: 10}
+	c["readinessProbe tcpSocket"] = p
 	return c
 }
 

@@ -49,6 +49,17 @@ func execHook(cmd ...string) *corev1.LifecycleHandler {
 	return &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: cmd}}
 }
 
+// httpProbe is an httpGet probe on path with the upstream chart's timeout (period 0: unset,
+// which the API server defaults to 10 before admission).
+func httpProbe(path string, delay, period int32) *corev1.Probe {
+	return &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: intstrFromInt(9091)}},
+		InitialDelaySeconds: delay, PeriodSeconds: period, TimeoutSeconds: 10}
+}
+
+func withReadiness(p *corev1.Probe) corev1.Container {
+	return corev1.Container{Name: "pushgateway", Image: pgImage, ReadinessProbe: p}
+}
+
 // annotationCases covers every setting, valid and invalid, selection, and existing hooks.
 func annotationCases() []podCase {
 	a := func(kv ...string) map[string]string {
@@ -60,6 +71,7 @@ func annotationCases() []podCase {
 	}
 	sleepK, budgetK, graceK := annotations.AnnotationPreStopSleep, annotations.AnnotationShutdownBudget, annotations.AnnotationTerminationGracePeriod
 	actionK, ctrK, injectK := annotations.AnnotationPreStopAction, annotations.AnnotationContainers, annotations.AnnotationInject
+	readyK := annotations.AnnotationReadiness
 	grace := func(p *corev1.Pod, g int64) *corev1.Pod { p.Spec.TerminationGracePeriodSeconds = &g; return p }
 	sidecar := corev1.Container{Name: "sidecar", Image: "busybox:1.37"}
 	cases := []podCase{
@@ -121,6 +133,25 @@ func annotationCases() []podCase {
 		{"status-present", pgPod(a(annotations.AnnotationStatus, "stale"))},
 		{"lifecycle-without-prestop", pgPod(nil, corev1.Container{Name: "pushgateway", Image: pgImage, Lifecycle: &corev1.Lifecycle{PostStart: execHook("true")}})},
 		{"mixed-kept-and-added", pgPod(a(ctrK, "pushgateway,sidecar"), withPreStop(&corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: 100}}), sidecar)},
+		// The readinessProbe on /-/ready of the target containers (engine.readinessChange).
+		{"readiness-upstream-timing", pgPod(nil, withReadiness(httpProbe("/-/ready", 10, 0)))},
+		{"readiness-period-1-kept", pgPod(nil, withReadiness(httpProbe("/-/ready", 10, 1)))},
+		{"readiness-delay-0-period-5", pgPod(nil, withReadiness(httpProbe("/-/ready", 0, 5)))},
+		{"readiness-only-change", grace(pgPod(nil, corev1.Container{Name: "pushgateway", Image: pgImage, ReadinessProbe: httpProbe("/-/ready", 10, 10),
+			Lifecycle: &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: 30}}}}), 45)},
+		{"readiness-already-tuned", grace(pgPod(nil, corev1.Container{Name: "pushgateway", Image: pgImage, ReadinessProbe: httpProbe("/-/ready", 0, 2),
+			Lifecycle: &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: 30}}}}), 45)},
+		{"readiness-other-path", pgPod(nil, withReadiness(httpProbe("/metrics", 10, 10)))},
+		{"readiness-tcp-socket", pgPod(nil, withReadiness(&corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstrFromInt(9091)}},
+			InitialDelaySeconds: 10, PeriodSeconds: 10}))},
+		{"liveness-on-ready", pgPod(nil, corev1.Container{Name: "pushgateway", Image: pgImage, LivenessProbe: httpProbe("/-/ready", 10, 10)})},
+		{"readiness-annotation-keep", pgPod(a(readyK, "keep"), withReadiness(httpProbe("/-/ready", 10, 10)))},
+		{"readiness-annotation-tune", pgPod(a(readyK, "tune"), withReadiness(httpProbe("/-/ready", 10, 10)))},
+		{"readiness-annotation-invalid", pgPod(a(readyK, "Keep"), withReadiness(httpProbe("/-/ready", 10, 10)))},
+		{"readiness-non-target", pgPod(nil, withReadiness(httpProbe("/-/ready", 10, 10)),
+			corev1.Container{Name: "sidecar", Image: "busybox:1.37", ReadinessProbe: httpProbe("/-/ready", 10, 10)})},
+		{"readiness-two-targets", pgPod(a(ctrK, "pushgateway,sidecar"), withReadiness(httpProbe("/-/ready", 10, 10)),
+			corev1.Container{Name: "sidecar", Image: "busybox:1.37", ReadinessProbe: httpProbe("/-/ready", 0, 3)})},
 	}
 	// Large pods: CEL runtime cost grows with them; the API server's budget must not be hit
 	// (failurePolicy Ignore would then leave the pod unchanged, which the comparison catches).

@@ -103,7 +103,7 @@ func TestWebhookAndAdmissionPolicyStoreTheSamePods(t *testing.T) {
 		{"default", "", append(append([]podCase(nil), base...), golden[""]...)},
 		{"reject-replace-exec", "defaults: {preStopSleep: 20s, shutdownBudget: 10s, preStopAction: exec}\n" +
 			"limits: {minPreStopSleep: 1s, maxPreStopSleep: 2m, maxTerminationGracePeriod: 5m}\nexistingPreStop: replace\nonInvalid: reject\n", base},
-		{"selector-warn-replace", "selector: {matchExpressions: [{key: app.kubernetes.io/name, operator: In, values: [prometheus-pushgateway]}, {key: tier, operator: DoesNotExist}]}\nexistingPreStop: replace\n", base},
+		{"selector-warn-replace-keep", "selector: {matchExpressions: [{key: app.kubernetes.io/name, operator: In, values: [prometheus-pushgateway]}, {key: tier, operator: DoesNotExist}]}\nexistingPreStop: replace\nreadiness: keep\n", base},
 	}
 	for pol, cases := range golden {
 		if pol != "" {

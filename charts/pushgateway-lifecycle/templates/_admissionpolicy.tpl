@@ -36,6 +36,7 @@ the policy; test/chart renders them and compares with `pushgateway-lifecycle adm
 {{- $action := dig "preStopAction" "sleep" $d -}}
 {{- $existing := $p.existingPreStop | default "keep" -}}
 {{- $onInvalid := $p.onInvalid | default "warn" -}}
+{{- $readiness := $p.readiness | default "tune" -}}
 {{- if lt $max $min }}{{ fail "policy.limits.maxPreStopSleep: must be >= limits.minPreStopSleep" }}{{ end -}}
 {{- if lt $grace $max }}{{ fail "policy.limits.maxTerminationGracePeriod: must be >= limits.maxPreStopSleep: the grace period has to cover the sleep" }}{{ end -}}
 {{- if or (lt $sleep $min) (gt $sleep $max) }}{{ fail "policy.defaults.preStopSleep: must be within limits [minPreStopSleep, maxPreStopSleep]" }}{{ end -}}
@@ -43,10 +44,12 @@ the policy; test/chart renders them and compares with `pushgateway-lifecycle adm
 {{- if not (has $action (list "sleep" "exec")) }}{{ fail (printf "policy.defaults.preStopAction: %q: must be sleep or exec" $action) }}{{ end -}}
 {{- if not (has $existing (list "keep" "replace")) }}{{ fail (printf "policy.existingPreStop: %q: must be keep or replace" $existing) }}{{ end -}}
 {{- if not (has $onInvalid (list "warn" "reject")) }}{{ fail (printf "policy.onInvalid: %q: must be warn or reject" $onInvalid) }}{{ end -}}
+{{- if not (has $readiness (list "tune" "keep")) }}{{ fail (printf "policy.readiness: %q: must be tune or keep" $readiness) }}{{ end -}}
 {{- toJson (dict
   "cfgSleep" (toString $sleep) "cfgBudget" (toString $budget) "cfgAction" (printf "'%s'" $action)
   "cfgMinSleep" (toString $min) "cfgMaxSleep" (toString $max) "cfgMaxGrace" (toString $grace)
   "cfgKeep" (toString (eq $existing "keep")) "cfgReject" (toString (eq $onInvalid "reject"))
+  "cfgTuneReadiness" (toString (eq $readiness "tune"))
   "action" (ternary "Deny" "Warn" (eq $onInvalid "reject"))) -}}
 {{- end }}
 
