@@ -111,10 +111,21 @@ func StartWebhookServer(certDir string, opts WebhookOptions) (*Webhook, error) {
 	}
 	w := &Webhook{Port: opts.Port}
 	var err error
+	// FreePort releases the port it found, so two calls can return the same one (seen: metrics
+	// and health on one port, the server exits "address already in use"): pick until distinct.
+	used := map[int]bool{}
+	if w.Port != 0 {
+		used[w.Port] = true
+	}
 	for _, p := range []*int{&w.Port, &w.MetricsPort, &w.HealthPort} {
-		if *p == 0 {
-			if *p, err = FreePort(); err != nil {
+		for *p == 0 {
+			port, err := FreePort()
+			if err != nil {
 				return nil, err
+			}
+			if !used[port] {
+				*p = port
+				used[port] = true
 			}
 		}
 	}
