@@ -10,7 +10,7 @@ import (
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/fixtures"
 )
 
-// fuzzFixtures reads the upstream chart renders from ../shared/fixtures beside the repository.
+// fuzzFixtures reads the upstream chart renders in test/testdata/upstream-chart.
 func fuzzFixtures(f *testing.F) [][]byte {
 	files, err := fixtures.UpstreamChart()
 	if err != nil {

@@ -21,7 +21,7 @@ import (
 )
 
 // fuzzFixtureObjects returns the upstream chart's Deployments and StatefulSets (JSON) and
-// their pod templates turned into Pods, read from ../shared/fixtures beside the repository.
+// their pod templates turned into Pods, read from test/testdata/upstream-chart.
 func fuzzFixtureObjects(f *testing.F) (workloads, pods [][]byte) {
 	files, err := fixtures.UpstreamChart()
 	if err != nil {

@@ -135,9 +135,9 @@ func RunAPIServer(ctx context.Context, o APIOptions, log func(string, ...any)) (
 	if err != nil {
 		return nil, err
 	}
-	// map-minimal is the hand-written policy of ../shared/reference/mutating-admission-policy-
-	// measured.md (default sleep and grace only: no keep/replace, no status, no validation):
-	// what the whole contract in CEL costs beyond the least a policy can do.
+	// map-minimal is the least a MutatingAdmissionPolicy can do (minimalPolicy: default sleep
+	// and grace only: no keep/replace, no status, no validation), written after a peer's
+	// measured policy: what the whole contract in CEL costs beyond it.
 	minimal := minimalPolicy()
 	minimalBinding := gen.MutatingBinding.DeepCopy()
 	minimalBinding.Name, minimalBinding.Spec.PolicyName = minimal.Name, minimal.Name
