@@ -88,7 +88,7 @@ func RunDirect(o DirectOptions, log func(string, ...any)) ([]DirectStep, error) 
 			if err != nil {
 				return nil, err
 			}
-			_, hwm, _ := ProcMemKiB(w.Pid())
+			_, hwm, _ := harness.ProcMemKiB(w.Pid())
 			total := (o.Warmup + o.Duration).Seconds()
 			cpu := (cpu1 - cpu0).Seconds() * o.Duration.Seconds() / total
 			st := DirectStep{Server: s.name, TargetRate: rate, LoadResult: *res, PeakRSSMiB: float64(hwm) / 1024,

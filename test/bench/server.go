@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -101,44 +100,6 @@ func ProcCPU(pid int) (time.Duration, error) {
 	}
 	// USER_HZ is 100 on every Linux architecture Go supports.
 	return time.Duration(ut+st) * 10 * time.Millisecond, nil
-}
-
-// ProcMemKiB returns VmRSS and VmHWM (peak RSS) in KiB.
-func ProcMemKiB(pid int) (rss, hwm int64, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0, err
-	}
-	for _, line := range bytes.Split(b, []byte("\n")) {
-		var dst *int64
-		switch {
-		case bytes.HasPrefix(line, []byte("VmRSS:")):
-			dst = &rss
-		case bytes.HasPrefix(line, []byte("VmHWM:")):
-			dst = &hwm
-		default:
-			continue
-		}
-		fs := strings.Fields(string(line))
-		if len(fs) >= 2 {
-			*dst, _ = strconv.ParseInt(fs[1], 10, 64)
-		}
-	}
-	return rss, hwm, nil
-}
-
-// MetricValue reads one unlabelled sample (e.g. go_goroutines) from a Prometheus text endpoint.
-func MetricValue(url, name string) (float64, error) {
-	body, err := httpGet(url)
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(body, "\n") {
-		if strings.HasPrefix(line, name+" ") {
-			return strconv.ParseFloat(strings.TrimSpace(strings.TrimPrefix(line, name+" ")), 64)
-		}
-	}
-	return 0, fmt.Errorf("%s not found at %s", name, url)
 }
 
 // MetricSum adds up the samples of name whose labels contain every one of labels (e.g.

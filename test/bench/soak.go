@@ -37,11 +37,11 @@ func RunSoak(o DirectOptions, rate float64, d time.Duration, log func(string, ..
 	}
 	defer func() { _ = w.Stop(10 * time.Second) }()
 	sample := func(at time.Duration) (SoakSample, error) {
-		rss, _, err := ProcMemKiB(w.Pid())
+		rss, _, err := harness.ProcMemKiB(w.Pid())
 		if err != nil {
 			return SoakSample{}, err
 		}
-		g, err := MetricValue(w.MetricsURL(), "go_goroutines")
+		g, err := harness.MetricValue(w.MetricsURL(), "go_goroutines")
 		return SoakSample{at.Seconds(), float64(rss) / 1024, g}, err
 	}
 	spec := LoadSpec{Addr: fmt.Sprintf("127.0.0.1:%d", w.Port), Path: harness.MutatePodPath, Body: o.Body, CAPEM: o.CAPEM,
@@ -87,7 +87,7 @@ func RunSoak(o DirectOptions, rate float64, d time.Duration, log func(string, ..
 			}
 			s.Samples = append(s.Samples, sm)
 			s.RSSEndMiB, s.GoroutineEnd = sm.RSSMiB, sm.Goroutines
-			_, hwm, _ := ProcMemKiB(w.Pid())
+			_, hwm, _ := harness.ProcMemKiB(w.Pid())
 			s.PeakRSSMiB = float64(hwm) / 1024
 			s.Load = r.r
 			return s, nil

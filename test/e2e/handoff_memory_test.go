@@ -4,8 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -112,9 +110,16 @@ func TestHandoffInformerMemory(t *testing.T) {
 		r.readyIn = time.Since(began).Seconds()
 		// Settle: the list's garbage collected, as a replica that has run for a while.
 		time.Sleep(5 * time.Second)
-		rss, _ := harness.RSSKiB(wh.Pid())
+		rss, _, err := harness.ProcMemKiB(wh.Pid())
+		if err != nil {
+			t.Fatal(err)
+		}
 		r.rssMiB = float64(rss) / 1024
-		r.heapMiB = metricValue(t, wh.MetricsURL(), "go_memstats_heap_inuse_bytes") / (1 << 20)
+		heap, err := harness.MetricValue(wh.MetricsURL(), "go_memstats_heap_inuse_bytes")
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.heapMiB = heap / (1 << 20)
 		if err := wh.Stop(15 * time.Second); err != nil {
 			t.Fatal(err)
 		}
@@ -173,26 +178,4 @@ func crowdPod(i int) *corev1.Pod {
 			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: app},
 		}}}},
 	}
-}
-
-// metricValue reads one unlabelled sample from the server's /metrics.
-func metricValue(t *testing.T, url, name string) float64 {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	for _, line := range strings.Split(string(body), "\n") {
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err != nil {
-				t.Fatalf("%s: %v", name, err)
-			}
-			return f
-		}
-	}
-	t.Fatalf("%s not in %s", name, url)
-	return 0
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -288,24 +289,50 @@ func watchChildren() ([]int, error) {
 	return added, errors.Join(errs...)
 }
 
-// RSSKiB reads a process's resident set (VmRSS) and its peak (VmHWM) from /proc.
-func RSSKiB(pid int) (rss, peak int64) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+// ProcMemKiB returns VmRSS and VmHWM (peak RSS) in KiB.
+func ProcMemKiB(pid int) (rss, hwm int64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, 0
+		return 0, 0, err
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		var dst *int64
+		switch {
+		case bytes.HasPrefix(line, []byte("VmRSS:")):
+			dst = &rss
+		case bytes.HasPrefix(line, []byte("VmHWM:")):
+			dst = &hwm
+		default:
 			continue
 		}
-		n, _ := strconv.ParseInt(f[1], 10, 64)
-		switch f[0] {
-		case "VmRSS:":
-			rss = n
-		case "VmHWM:":
-			peak = n
+		fs := strings.Fields(string(line))
+		if len(fs) >= 2 {
+			*dst, _ = strconv.ParseInt(fs[1], 10, 64)
 		}
 	}
-	return rss, peak
+	return rss, hwm, nil
+}
+
+// MetricValue reads one unlabelled sample (e.g. go_goroutines) from a Prometheus text endpoint.
+func MetricValue(url, name string) (float64, error) {
+	body, err := getBody(url)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(body, "\n") {
+		if strings.HasPrefix(line, name+" ") {
+			return strconv.ParseFloat(strings.TrimSpace(strings.TrimPrefix(line, name+" ")), 64)
+		}
+	}
+	return 0, fmt.Errorf("%s not found at %s", name, url)
+}
+
+func getBody(url string) (string, error) {
+	resp, err := http.Get(url) //nolint:gosec,noctx // a local test server's /metrics
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
 }

@@ -130,7 +130,7 @@ func TestOverload(t *testing.T) {
 			case <-stopSampling:
 				return
 			case <-time.After(200 * time.Millisecond):
-				r, _ := harness.RSSKiB(s.Pid())
+				r, _, _ := harness.ProcMemKiB(s.Pid())
 				if r > 0 {
 					rssSamples = append(rssSamples, r)
 				}
@@ -147,7 +147,7 @@ func TestOverload(t *testing.T) {
 	close(stopCreating)
 	close(stopSampling)
 	time.Sleep(300 * time.Millisecond)
-	_, peak := harness.RSSKiB(s.Pid())
+	_, peak, _ := harness.ProcMemKiB(s.Pid())
 	sampled = int64(len(rssSamples))
 
 	t.Logf("overload: offered %.0f req/s for %s: %s", rate, dur, st)

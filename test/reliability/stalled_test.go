@@ -80,7 +80,7 @@ func stalledAttack(t *testing.T, s *server, conns int, part []byte, enforce bool
 	if st := closedLoop(context.Background(), 2, good, url, stopAfter(200)); st.ok.Load() != 200 {
 		t.Fatalf("warm-up: %s", st)
 	}
-	rss0, _ := harness.RSSKiB(s.Pid())
+	rss0, _, _ := harness.ProcMemKiB(s.Pid())
 	heap0 := metric(t, s.MetricsURL(), "go_memstats_heap_inuse_bytes")
 
 	// The well-behaved traffic runs through the whole attack.
@@ -129,7 +129,7 @@ func stalledAttack(t *testing.T, s *server, conns int, part []byte, enforce bool
 	go func() {
 		defer close(sampling)
 		for {
-			if r, _ := harness.RSSKiB(s.Pid()); r > rssMax {
+			if r, _, _ := harness.ProcMemKiB(s.Pid()); r > rssMax {
 				rssMax = r
 			}
 			if h, err := heapInuse(s.MetricsURL()); err == nil && h > heapMax {
@@ -148,8 +148,8 @@ func stalledAttack(t *testing.T, s *server, conns int, part []byte, enforce bool
 	<-sampling
 	stopGood.Store(true)
 	st := <-goodDone
-	_, peak := harness.RSSKiB(s.Pid())
-	rss1, _ := harness.RSSKiB(s.Pid())
+	_, peak, _ := harness.ProcMemKiB(s.Pid())
+	rss1, _, _ := harness.ProcMemKiB(s.Pid())
 	heap1 := metric(t, s.MetricsURL(), "go_memstats_heap_inuse_bytes")
 
 	// A connection is closed either at its read timeout (its answer, a review with the timeout,
