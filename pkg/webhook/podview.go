@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"encoding/json"
 	"errors"
 
 	corev1 "k8s.io/api/core/v1"
@@ -144,7 +145,11 @@ type templateView struct {
 		} `json:"ownerReferences"`
 	} `json:"metadata"`
 	Spec struct {
-		Template    *podView `json:"template"`
+		// Replicas and Strategy are compared on UPDATE only: a change to them alone gets the
+		// data-risk warnings again (engine.Risks), not the annotation checks.
+		Replicas    *int32           `json:"replicas"`
+		Strategy    *json.RawMessage `json:"strategy"`
+		Template    *podView         `json:"template"`
 		JobTemplate *struct {
 			Spec struct {
 				Template *podView `json:"template"`

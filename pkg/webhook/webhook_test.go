@@ -415,8 +415,10 @@ func TestWorkloadValidator(t *testing.T) {
 		return map[string]any{"kind": "Deployment", "metadata": map[string]any{"name": "pgw"},
 			"spec": map[string]any{"template": map[string]any{
 				"metadata": map[string]any{"labels": map[string]string{annotations.LabelAppName: "prometheus-pushgateway"}, "annotations": ann},
-				"spec":     map[string]any{"containers": []map[string]string{{"name": "pushgateway", "image": "prom/pushgateway"}}},
-			}}}
+				"spec": map[string]any{"containers": []map[string]any{{"name": "pushgateway", "image": "prom/pushgateway",
+					"args": []string{"--persistence.file=/data/pg"}, "volumeMounts": []map[string]string{{"name": "data", "mountPath": "/data"}}}},
+					"volumes": []map[string]any{{"name": "data", "persistentVolumeClaim": map[string]string{"claimName": "pgw"}}}},
+			}, "strategy": map[string]string{"type": "Recreate"}}}
 	}
 	cron := map[string]any{"kind": "CronJob", "spec": map[string]any{"jobTemplate": map[string]any{"spec": dep(map[string]string{annotations.AnnotationShutdownBudget: "-1"})["spec"]}}}
 	deny := policy.Default()

@@ -1,7 +1,9 @@
 package webhook
 
 import (
+	"bytes"
 	"net/http"
+	"strings"
 
 	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
@@ -43,8 +45,23 @@ func (h *WorkloadValidator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	serve(w, r, h.Log, h.Review)
 }
 
+// workloadObject is a workload as the validator reads it: the sparse template view the
+// annotation checks run on, and the object's bytes for the data-risk rules, which read the
+// whole template (arguments, mounts, volumes). Workloads are written by people at apply
+// time, far from the pod hot path, so the second decode costs nothing that matters.
+type workloadObject struct {
+	templateView
+	raw []byte
+}
+
+func (o *workloadObject) UnmarshalJSON(b []byte) error {
+	// The request body is a pooled buffer: keep a copy, not a view of it.
+	o.raw = bytes.Clone(b)
+	return decodeJSON(b, &o.templateView)
+}
+
 // Review answers one decoded request.
-func (h *WorkloadValidator) Review(req *request[templateView]) *admissionv1.AdmissionResponse {
+func (h *WorkloadValidator) Review(req *request[workloadObject]) *admissionv1.AdmissionResponse {
 	if !WorkloadKinds[req.Kind.Kind] || (req.Operation != admissionv1.Create && req.Operation != admissionv1.Update) || req.Object == nil ||
 		req.Object.controlled() {
 		metrics.WorkloadsTotal.WithLabelValues("skipped").Inc()
@@ -59,16 +76,21 @@ func (h *WorkloadValidator) Review(req *request[templateView]) *admissionv1.Admi
 	if req.Operation == admissionv1.Update && req.OldObject != nil {
 		old = req.OldObject.template()
 		// Equal in every field the checks read: the answer would be the stored object's.
-		if old != nil && equality.Semantic.DeepEqual(old, tpl) {
+		if old != nil && equality.Semantic.DeepEqual(old, tpl) &&
+			equality.Semantic.DeepEqual(req.Object.Spec.Replicas, req.OldObject.Spec.Replicas) &&
+			equality.Semantic.DeepEqual(req.Object.Spec.Strategy, req.OldObject.Spec.Strategy) {
 			metrics.WorkloadsTotal.WithLabelValues("skipped").Inc()
 			return allowed(req.UID, "")
 		}
 	}
 	pol := h.Policy.Current()
 	d := engine.Decide(tpl.pod(), req.Namespace, pol)
+	risks := h.risks(req, &d)
 	if len(d.Problems) == 0 {
 		metrics.WorkloadsTotal.WithLabelValues("valid").Inc()
-		return allowed(req.UID, "")
+		resp := allowed(req.UID, "")
+		resp.Warnings = risks
+		return resp
 	}
 	fresh := d.Problems
 	if old != nil {
@@ -90,11 +112,32 @@ func (h *WorkloadValidator) Review(req *request[templateView]) *admissionv1.Admi
 		consequence = "; kept from the stored object, but pods with it are refused (onInvalid: reject)"
 	}
 	resp := allowed(req.UID, "")
-	resp.Warnings = make([]string, 0, len(d.Problems))
+	resp.Warnings = make([]string, 0, len(d.Problems)+len(risks))
 	for _, e := range d.Problems {
 		resp.Warnings = append(resp.Warnings, "pushgateway-lifecycle: pod template "+e.Error()+consequence)
 	}
+	resp.Warnings = append(resp.Warnings, risks...)
 	return resp
+}
+
+// risks are the data-risk warnings of the workload (engine.Risks): what no pod spec saves.
+// A workload that does not decode fully gets none; the API server refuses it anyway.
+func (h *WorkloadValidator) risks(req *request[workloadObject], d *engine.Decision) []string {
+	w, err := engine.DecodeWorkload(req.Object.raw, req.Kind.Kind)
+	if err != nil || w == nil {
+		return nil
+	}
+	rs := engine.Risks(w, d)
+	out := make([]string, 0, len(rs))
+	for _, r := range rs {
+		if r.Info {
+			// What a crash loses is no mistake: a Warning on every correct apply would teach
+			// people to ignore the ones that are. audit and mutate show it.
+			continue
+		}
+		out = append(out, "pushgateway-lifecycle: "+strings.ToLower(req.Kind.Kind)+"/"+req.Object.Metadata.Name+": "+r.String())
+	}
+	return out
 }
 
 // introduced returns the problems of now that were not already problems of before (the same

@@ -43,6 +43,9 @@ type workload struct {
 	env     string
 	owner   *bool
 	cronJob bool
+	// replicas (0: 1) and strategy ("": Recreate) around the template.
+	replicas int
+	strategy string
 }
 
 func (w workload) object() map[string]any {
@@ -50,19 +53,31 @@ func (w workload) object() map[string]any {
 	if image == "" {
 		image = "prom/pushgateway:v1"
 	}
-	c := map[string]any{"name": "pushgateway", "image": image}
+	// Persisting to a claim under Recreate: no data-risk warning (TestWorkloadValidatorRisks
+	// covers those), so the cases here see the annotation checks alone.
+	c := map[string]any{"name": "pushgateway", "image": image, "args": []string{"--persistence.file=/data/pg"},
+		"volumeMounts": []map[string]string{{"name": "data", "mountPath": "/data"}}}
 	if w.env != "" {
 		c["env"] = []map[string]string{{"name": "X", "value": w.env}}
 	}
 	tpl := map[string]any{
 		"metadata": map[string]any{"labels": map[string]string{annotations.LabelAppName: "prometheus-pushgateway"}, "annotations": w.ann},
-		"spec":     map[string]any{"containers": []any{c}},
+		"spec": map[string]any{"containers": []any{c},
+			"volumes": []map[string]any{{"name": "data", "persistentVolumeClaim": map[string]string{"claimName": "pgw"}}}},
 	}
 	meta := map[string]any{"name": "pgw"}
 	if w.owner != nil {
 		meta["ownerReferences"] = []map[string]any{{"apiVersion": "apps/v1", "kind": "Deployment", "name": "pgw", "uid": "x", "controller": *w.owner}}
 	}
-	spec := map[string]any{"replicas": 1, "template": tpl}
+	replicas := 1
+	if w.replicas != 0 {
+		replicas = w.replicas
+	}
+	strategy := "Recreate"
+	if w.strategy != "" {
+		strategy = w.strategy
+	}
+	spec := map[string]any{"replicas": replicas, "strategy": map[string]string{"type": strategy}, "template": tpl}
 	if w.cronJob {
 		spec = map[string]any{"schedule": "* * * * *", "jobTemplate": map[string]any{"spec": map[string]any{"template": tpl}}}
 	}
@@ -157,5 +172,60 @@ func TestWorkloadValidatorControllersAndUpdates(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// What no pod spec saves is said at apply: the data-risk warnings of engine.Risks, for a
+// create and for an update that changes the template, the replicas or the strategy.
+func TestWorkloadValidatorRisks(t *testing.T) {
+	noPersist := func(o map[string]any) map[string]any {
+		tpl := o["spec"].(map[string]any)["template"].(map[string]any)
+		tpl["spec"] = map[string]any{"containers": []any{map[string]any{"name": "pushgateway", "image": "prom/pushgateway:v1"}}}
+		return o
+	}
+	for _, tc := range []struct {
+		name     string
+		op       admissionv1.Operation
+		obj, old map[string]any
+		// want are the warnings' risk words, in order (empty: no warning).
+		want []string
+	}{
+		{"recreate on a claim: nothing (the crash bound is information, not a warning)", admissionv1.Create,
+			workload{kind: "Deployment"}.object(), nil, nil},
+		{"rolling update on a claim", admissionv1.Create,
+			workload{kind: "Deployment", strategy: "RollingUpdate"}.object(), nil, []string{"last writer wins"}},
+		{"no persistence", admissionv1.Create,
+			noPersist(workload{kind: "Deployment"}.object()), nil, []string{"without --persistence.file"}},
+		{"two replicas, rolling update", admissionv1.Create,
+			workload{kind: "Deployment", replicas: 2, strategy: "RollingUpdate"}.object(), nil, []string{"replicas: 2", "last writer wins"}},
+		{"update changing the strategy alone", admissionv1.Update,
+			workload{kind: "Deployment", strategy: "RollingUpdate"}.object(), workload{kind: "Deployment"}.object(), []string{"last writer wins"}},
+		{"update changing the replicas alone", admissionv1.Update,
+			workload{kind: "Deployment", replicas: 3}.object(), workload{kind: "Deployment"}.object(), []string{"replicas: 3"}},
+		{"update changing nothing checked: not said again", admissionv1.Update,
+			workload{kind: "Deployment", strategy: "RollingUpdate"}.object(), workload{kind: "Deployment", strategy: "RollingUpdate"}.object(), nil},
+		{"a Job's Pushgateway is a batch run", admissionv1.Create,
+			noPersist(workload{kind: "Job"}.object()), nil, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := &WorkloadValidator{Policy: StaticPolicy{policy.Default()}, Log: logr.Discard()}
+			var old any
+			if tc.old != nil {
+				old = tc.old
+			}
+			_, rv := post(t, h, workloadReview(t, tc.op, tc.obj["kind"].(string), tc.obj, old), "application/json")
+			r := rv.Response
+			if !r.Allowed {
+				t.Fatalf("denied: %+v", r.Result)
+			}
+			if len(r.Warnings) != len(tc.want) {
+				t.Fatalf("%d warnings, want %d: %q", len(r.Warnings), len(tc.want), r.Warnings)
+			}
+			for i, w := range tc.want {
+				if !strings.Contains(r.Warnings[i], w) || !strings.HasPrefix(r.Warnings[i], "pushgateway-lifecycle: "+strings.ToLower(tc.obj["kind"].(string))+"/pgw: ") {
+					t.Errorf("warning %d does not name the object and say %q: %s", i, w, r.Warnings[i])
+				}
+			}
+		})
 	}
 }

@@ -32,16 +32,16 @@ func TestValidatingMatchConditions(t *testing.T) {
 	want := map[string]string{
 		"pushgateway-pod-templates": harness.TemplateSelectionCEL,
 		"not-controller-owned":      harness.NotControllerOwnedCEL,
-		"pod-template-changed":      harness.TemplateChangedCEL,
+		"workload-spec-changed":     harness.WorkloadSpecChangedCEL,
 	}
 	for _, tc := range []struct {
 		name   string
 		values map[string]any
 		names  []string
 	}{
-		{"default", nil, []string{"pushgateway-pod-templates", "not-controller-owned", "pod-template-changed"}},
+		{"default", nil, []string{"pushgateway-pod-templates", "not-controller-owned", "workload-spec-changed"}},
 		{"podSelection off", map[string]any{"webhook": map[string]any{"podSelection": map[string]any{"enabled": false}}},
-			[]string{"not-controller-owned", "pod-template-changed"}},
+			[]string{"not-controller-owned", "workload-spec-changed"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var v admissionv1.ValidatingWebhookConfiguration

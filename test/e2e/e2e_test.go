@@ -112,6 +112,7 @@ func TestE2E(t *testing.T) {
 	t.Run("11 workloads are validated at apply time", func(t *testing.T) { s.case11(ctx, t) })
 	t.Run("12 controllers' writes are never validated", func(t *testing.T) { s.case12(ctx, t) })
 	t.Run("13 unselected workloads never reach the validating webhook", func(t *testing.T) { s.case13(ctx, t) })
+	t.Run("14 data risks are said at apply", func(t *testing.T) { s.case14(ctx, t) })
 }
 
 // webhookConfigs is what the suite registers: the chart's own rendered webhook
@@ -747,9 +748,15 @@ func writeFileAtomic(t *testing.T, path, content string) {
 func (s *suite) case11(ctx context.Context, t *testing.T) {
 	deployment := func(ann map[string]string) *appsv1.Deployment {
 		pod := chartPod(nsIn, ann)
+		// Persisting to a claim under Recreate: no data-risk warning (case 14 has those), so
+		// the annotation checks are alone here.
+		pod.Spec.Containers[0].Args = []string{"--persistence.file=/data/pushgateway.data"}
+		pod.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "data", MountPath: "/data"}}
+		pod.Spec.Volumes = []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "pgw"}}}}
 		return &appsv1.Deployment{
 			ObjectMeta: metav1.ObjectMeta{Name: uniqueName("dep"), Namespace: nsIn, Labels: pod.Labels},
 			Spec: appsv1.DeploymentSpec{
+				Strategy: appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType},
 				// No pods needed: the check is on the template at apply time.
 				Replicas: new(int32),
 				Selector: &metav1.LabelSelector{MatchLabels: pod.Labels},

@@ -40,9 +40,9 @@ var (
 		strings.ReplaceAll(PodSelectionCEL, "object.metadata", "object.spec.template.metadata") + `) || ` +
 		`(has(object.spec.jobTemplate) && has(object.spec.jobTemplate.spec) && has(object.spec.jobTemplate.spec.template) && has(object.spec.jobTemplate.spec.template.metadata) && ` +
 		strings.ReplaceAll(PodSelectionCEL, "object.metadata", "object.spec.jobTemplate.spec.template.metadata") + `)`
-	NotControllerOwnedCEL = `!has(object.metadata.ownerReferences) || !object.metadata.ownerReferences.exists(r, has(r.controller) && r.controller)`
-	TemplateChangedCEL    = `request.operation != 'UPDATE' || (has(object.spec.template) ? ` +
-		`(!has(oldObject.spec.template) || object.spec.template != oldObject.spec.template) : ` +
+	NotControllerOwnedCEL  = `!has(object.metadata.ownerReferences) || !object.metadata.ownerReferences.exists(r, has(r.controller) && r.controller)`
+	WorkloadSpecChangedCEL = `request.operation != 'UPDATE' || (has(object.spec.template) ? ` +
+		`(!has(oldObject.spec.template) || object.spec.template != oldObject.spec.template || has(object.spec.replicas) != has(oldObject.spec.replicas) || (has(object.spec.replicas) && object.spec.replicas != oldObject.spec.replicas) || has(object.spec.strategy) != has(oldObject.spec.strategy) || (has(object.spec.strategy) && object.spec.strategy != oldObject.spec.strategy)) : ` +
 		`(!has(object.spec.jobTemplate) || !has(oldObject.spec.jobTemplate) || object.spec.jobTemplate != oldObject.spec.jobTemplate))`
 )
 
@@ -133,7 +133,7 @@ func DefaultWebhookConfigs() WebhookConfigs {
 				MatchConditions: []admissionv1.MatchCondition{
 					{Name: "pushgateway-pod-templates", Expression: TemplateSelectionCEL},
 					{Name: "not-controller-owned", Expression: NotControllerOwnedCEL},
-					{Name: "pod-template-changed", Expression: TemplateChangedCEL},
+					{Name: "workload-spec-changed", Expression: WorkloadSpecChangedCEL},
 				},
 				MatchPolicy:             &equivalent,
 				SideEffects:             &none,

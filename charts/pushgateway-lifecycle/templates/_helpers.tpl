@@ -107,7 +107,7 @@ call (failurePolicy Ignore) or refuse the write (Fail).
 
 {{/* A CREATE, or an UPDATE whose pod template differs from the stored one. */}}
 {{- define "pgl.templateChangedCEL" -}}
-request.operation != 'UPDATE' || (has(object.spec.template) ? (!has(oldObject.spec.template) || object.spec.template != oldObject.spec.template) : (!has(object.spec.jobTemplate) || !has(oldObject.spec.jobTemplate) || object.spec.jobTemplate != oldObject.spec.jobTemplate))
+request.operation != 'UPDATE' || (has(object.spec.template) ? (!has(oldObject.spec.template) || object.spec.template != oldObject.spec.template || has(object.spec.replicas) != has(oldObject.spec.replicas) || (has(object.spec.replicas) && object.spec.replicas != oldObject.spec.replicas) || has(object.spec.strategy) != has(oldObject.spec.strategy) || (has(object.spec.strategy) && object.spec.strategy != oldObject.spec.strategy)) : (!has(object.spec.jobTemplate) || !has(oldObject.spec.jobTemplate) || object.spec.jobTemplate != oldObject.spec.jobTemplate))
 {{- end }}
 
 {{- define "pgl.certManagerAnnotation" -}}
