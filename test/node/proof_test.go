@@ -115,6 +115,15 @@ func TestProofNode(t *testing.T) {
 	}
 	ps.StopAll()
 	t.Logf("preload: %d series, %.1f MB persisted; the seeding Pushgateway's shutdown persist took %.2fs", proofPreload.Series(), float64(seed.Bytes)/1e6, seed.PersistTook.Seconds())
+	// What a replacement's start to routed cannot go below: Pushgateway answers /-/ready only
+	// once it has loaded the store, so the same load is timed on the host, from the process
+	// start to its first ready answer, on a copy of the file.
+	restore, err := timeRestore(ctx, ps, pgwBin, seed.File, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps.StopAll()
+	t.Logf("a Pushgateway on the host loads that store and answers /-/ready %.2fs after its start", restore.Seconds())
 
 	manifest, err := fixtures.ReadUpstreamChart("persistence.yaml")
 	if err != nil {
@@ -175,7 +184,7 @@ func TestProofNode(t *testing.T) {
 	table := proofTable(results)
 	fmt.Printf("\n%s\n", table)
 	took := time.Since(started).Round(time.Second)
-	if err := writeWhyNode(filepath.Join(root, "docs", "why-node.md"), results, seed, table, pics, took); err != nil {
+	if err := writeWhyNode(filepath.Join(root, "docs", "why-node.md"), results, seed, restore, table, pics, took); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("wrote docs/why-node.md and docs/proof-node (%s); the run took %s", strings.Join(pics, ", "), took)
@@ -301,7 +310,9 @@ func (r *proofResult) summary() string {
 // runProofArm deploys one arm, loads it, deletes its pod and records what happened.
 func runProofArm(ctx context.Context, t *testing.T, n *harness.Node, a proofArm, seedFile, containerdLog string) *proofResult {
 	t.Helper()
-	res := &proofResult{arm: a, otherKinds: map[string]int{}}
+	// -1: not seen (an arm whose replacement is ready before the old endpoint stops serving
+	// never has a moment with no serving endpoint).
+	res := &proofResult{arm: a, otherKinds: map[string]int{}, oldNotReady: -1, oldNotServing: -1}
 	manifest := bytes.ReplaceAll(a.manifest, []byte("namespace: monitoring"), []byte("namespace: "+a.ns))
 	term, err := proof.FromManifests(manifest)
 	if err != nil {
@@ -485,7 +496,7 @@ spec:
 		switch {
 		case c.what == "old endpoint not ready (terminating, serving)":
 			res.oldNotReady = at(c.at)
-		case c.route == timeline.RouteNone && res.oldNotServing == 0:
+		case c.route == timeline.RouteNone && res.oldNotServing < 0:
 			res.oldNotServing = at(c.at)
 		case c.route == timeline.RouteNew:
 			res.routedNew = at(c.at)
@@ -930,7 +941,28 @@ func proofTable(results []*proofResult) string {
 	return b.String()
 }
 
-func writeWhyNode(path string, results []*proofResult, seed *proof.Seeded, table string, pics []string, took time.Duration) error {
+// timeRestore starts a Pushgateway on a copy of the store and returns the time from its start
+// to its first ready answer (it listens only once the store is loaded).
+func timeRestore(ctx context.Context, ps *proof.Processes, bin, store, dir string) (time.Duration, error) {
+	file := filepath.Join(dir, "restore.data")
+	if err := copyFile(store, file); err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	p, err := ps.Start(bin, "restore", file, dir)
+	if err != nil {
+		return 0, err
+	}
+	defer p.Kill()
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if err := p.WaitReady(rctx); err != nil {
+		return 0, fmt.Errorf("the restoring Pushgateway never answered /-/ready: %w\n%s", err, p.Log())
+	}
+	return time.Since(start), nil
+}
+
+func writeWhyNode(path string, results []*proofResult, seed *proof.Seeded, restore time.Duration, table string, pics []string, took time.Duration) error {
 	var b strings.Builder
 	b.WriteString("<!-- Written by `make proof-node` (test/node: TestProofNode -proof). Regenerate, do not edit by hand. -->\n")
 	b.WriteString("# Why, on a real node: five arms with nothing replayed\n\n")
@@ -941,14 +973,15 @@ func writeWhyNode(path string, results []*proofResult, seed *proof.Seeded, table
 	b.WriteString("The pictures are drawn by the replay's renderer: its grey \"503: no endpoint\" is, on this node, kube-proxy rejecting the connection (`connection refused`) while the Service has no serving endpoint.\n\n")
 	fmt.Fprintf(&b, "Same experiment as [why.md](why.md), on the one-node cluster of `make test-node`: the upstream chart's `persistence.yaml` "+
 		"(with `--persistence.file=/data/%s --persistence.interval=1h` added as users do through `extraArgs`), its PersistentVolumeClaim bound to a "+
-		"hostPath PersistentVolume in the node's own directory, preloaded with %d series (%.1f MB persisted; the seeding Pushgateway's shutdown persist took %.2f s on the host). "+
+		"hostPath PersistentVolume in the node's own directory, preloaded with %d series (%.1f MB persisted; the seeding Pushgateway's shutdown persist took %.2f s on the host, "+
+		"and a Pushgateway started on a copy of it answered `/-/ready` %.2f s after its start: it listens only once the store is loaded, so no replacement is routed to sooner). "+
 		"%d clients push through the Service's ClusterIP (kube-proxy, iptables mode), each at most every %s, each push on a new connection, dialled from inside the node's network namespace. "+
 		"In arms 1-3 the pod is replaced by a rollout (`kubectl rollout restart`: a template annotation), so the Deployment's `Recreate` deletes the old pod and creates the replacement only once it is gone. "+
 		"In arms 4 and 5 the pod is deleted (`kubectl delete pod`; an eviction or a drain does the same), so the ReplicaSet creates the replacement at once, beside the terminating pod; "+
 		"arm 5 runs the product as users install it (the chart on the node: webhook and handoff controller in pods, the namespace opted in), so the replacement is created with the scheduling gate `pushgateway-lifecycle.io/handoff` and scheduled only once the old pod has stopped. "+
 		"the kubelet runs the preStop hook and sends the signals; the EndpointSlice controller and kube-proxy withdraw the endpoint; "+
 		"the replacement reads the persistence file from the same volume. Afterwards the replacement is queried (`/api/v1/metrics`) for every acknowledged push.\n\n",
-		proofDataFile, seed.Preload.Series(), float64(seed.Bytes)/1e6, seed.PersistTook.Seconds(), proofPushers, proofEvery)
+		proofDataFile, seed.Preload.Series(), float64(seed.Bytes)/1e6, seed.PersistTook.Seconds(), restore.Seconds(), proofPushers, proofEvery)
 	b.WriteString("Times are seconds from the old pod's deletion (the Deployment controller scaling the old ReplicaSet down, or the test's delete, as the test's watch saw it). SIGTERM is containerd's CRI `StopContainer` for the old container (its log, nanoseconds); " +
 		"the persist is Pushgateway's `<file>.in_progress.*` file appearing and being renamed (polled every 2 ms on the volume); the old container's exit is its `finishedAt` " +
 		"(the API keeps whole seconds); the replacement's start is containerd's `StartContainer ... returns successfully`; routed to is the replacement's endpoint ready in the EndpointSlice.\n\n")
@@ -975,10 +1008,14 @@ func writeWhyNode(path string, results []*proofResult, seed *proof.Seeded, table
 	}
 	b.WriteString("\n## Each arm in order\n\n")
 	for _, r := range results {
-		fmt.Fprintf(&b, "- **%s**: SIGTERM at %s; the EndpointSlice marked the old endpoint terminating at %s and stopped serving it at %s; "+
+		stopped := "stopped serving it at " + secs(r.oldNotServing)
+		if r.oldNotServing < 0 {
+			stopped = "served it until the replacement was routed to"
+		}
+		fmt.Fprintf(&b, "- **%s**: SIGTERM at %s; the EndpointSlice marked the old endpoint terminating at %s and %s; "+
 			"%d pushes were refused or reset while it was still served, %d refused by kube-proxy with no endpoint; the persist ran %s - %s; "+
 			"the old container exited at %s (code %d); %sthe replacement started at %s and was routed to at %s (%s after its start); %d acknowledged pushes lost.\n",
-			r.arm.name, secs(r.sigterm), secs(r.oldNotReady), secs(r.oldNotServing), r.refusedOld, r.noEndpoint, secs(r.persistStart), secs(r.persistEnd),
+			r.arm.name, secs(r.sigterm), secs(r.oldNotReady), stopped, r.refusedOld, r.noEndpoint, secs(r.persistStart), secs(r.persistEnd),
 			secs(r.exit), r.exitCode, gateText(r), secs(r.newStart), secs(r.routedNew), startToRouted(r), r.lost)
 	}
 	b.WriteString("\nWhat these numbers say, and how they differ from the replay: [real-node.md, \"The proof on the node\"](real-node.md#the-proof-on-the-node).\n")
