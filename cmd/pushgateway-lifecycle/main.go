@@ -177,6 +177,14 @@ func mutate(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		in = f
 	}
 	res, err := preview.Stream(in, stdout, pol, preview.Options{Diff: *diff})
+	for _, n := range preview.RiskNotes(res) {
+		// Not a failure, even with --strict: the fix is in the workload, not in what mutate writes.
+		prefix := "warning:"
+		if n.Info {
+			prefix = "info:"
+		}
+		fmt.Fprintln(stderr, prefix, n.Notice)
+	}
 	notices := preview.Notices(res)
 	for _, n := range notices {
 		fmt.Fprintln(stderr, "notice:", n)

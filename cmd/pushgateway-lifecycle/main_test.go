@@ -123,6 +123,8 @@ func TestMutateCommand(t *testing.T) {
 		{name: "--strict: a notice fails", args: []string{"mutate", "--strict"}, stdin: deployment + "---\n" + widget, code: 1, stdout: []string{"seconds: 30"},
 			stderr: "notice: document 2: Widget/w: pod template at spec.template not mutated: mutate does not know this kind (the webhook still mutates the pods created from it)\nerror: --strict: 1 object(s) not placed\n"},
 		{name: "--strict without notices", args: []string{"mutate", "--strict"}, stdin: deployment, code: 0, stdout: []string{"seconds: 30"}},
+		{name: "data risks on stderr, not failures even with --strict", args: []string{"mutate", "--strict"}, stdin: deployment, code: 0,
+			stderr: "warning: document 1: Deployment/pgw: container \"pushgateway\" runs without --persistence.file"},
 		{name: "--strict and a denial: exit 1", args: []string{"mutate", "--strict", "--policy", reject}, stdin: typo + "---\n" + widget, code: 1, stderr: `Invalid value: "30sec"`},
 		{name: "unknown flag", args: []string{"mutate", "--nope"}, code: 2, stderr: "unknown flag"},
 		{name: "unknown command", args: []string{"frobnicate"}, code: 2, stderr: "unknown command"},

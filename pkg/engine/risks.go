@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"encoding/json"
 	"fmt"
 	"path"
 	"strings"
@@ -47,7 +48,8 @@ type Workload struct {
 	// ClaimTemplates are a StatefulSet's volumeClaimTemplates names: volumes of the pod that
 	// are not in its spec.volumes, one claim per ordinal, kept across replacements.
 	ClaimTemplates []string
-	// Pod is built from the template (fully decoded: the rules read args and mounts).
+	// Pod is built from the template: the rules read container names, arguments and
+	// mounts and the volumes' sources (DecodeRiskTemplate decodes just those).
 	Pod *corev1.Pod
 }
 
@@ -73,6 +75,12 @@ var replicatedKinds = map[string]bool{"Deployment": true, "ReplicaSet": true, "S
 // store nobody expects to outlive it, and a bare pod has no replacement to lose data to.
 var servingKinds = map[string]bool{"Deployment": true, "ReplicaSet": true, "StatefulSet": true, "ReplicationController": true, "DaemonSet": true}
 
+// HasRisks says whether the risk rules apply to a workload of kind whose pods the engine
+// decided d for, before anything is decoded for them.
+func HasRisks(kind string, d *Decision) bool {
+	return servingKinds[kind] && d.Selected && d.Outcome != OutcomeSkipped && d.Outcome != OutcomeDenied && len(d.Targets) > 0
+}
+
 // store is where a Pushgateway container keeps its persistence file.
 type store struct {
 	file, interval string
@@ -86,7 +94,7 @@ type store struct {
 // has none: its risks are not this product's to name, nor has a Job, a CronJob or a bare
 // pod. A DaemonSet, without replicas or a surge rollout, gets only the persistence rules.
 func Risks(w *Workload, d *Decision) []Risk {
-	if w == nil || w.Pod == nil || !servingKinds[w.Kind] || !d.Selected || d.Outcome == OutcomeSkipped || d.Outcome == OutcomeDenied || len(d.Targets) == 0 {
+	if w == nil || w.Pod == nil || !HasRisks(w.Kind, d) {
 		return nil
 	}
 	var out []Risk
@@ -198,13 +206,77 @@ func findStore(c *corev1.Container, w *Workload) store {
 	return s
 }
 
-// workloadJSON is the part of a workload object the risk rules read: the pod template
-// (spec.template, or a CronJob's spec.jobTemplate.spec.template), fully, and the fields around it.
-type workloadJSON struct {
-	Kind     string `json:"kind"`
+// riskTemplate is the part of a pod template the risk rules read (Risks, findStore): the
+// containers' names, arguments and mounts, and the kind of each volume. Decoding only that
+// keeps the rules off the cost of a full PodTemplateSpec (mutate runs them on every selected
+// object of a stream).
+type riskTemplate struct {
 	Metadata struct {
-		Namespace string `json:"namespace"`
+		Labels      map[string]string `json:"labels"`
+		Annotations map[string]string `json:"annotations"`
 	} `json:"metadata"`
+	Spec struct {
+		Containers []struct {
+			Name         string   `json:"name"`
+			Command      []string `json:"command"`
+			Args         []string `json:"args"`
+			VolumeMounts []struct {
+				Name      string `json:"name"`
+				MountPath string `json:"mountPath"`
+			} `json:"volumeMounts"`
+		} `json:"containers"`
+		Volumes []struct {
+			Name                  string           `json:"name"`
+			PersistentVolumeClaim *json.RawMessage `json:"persistentVolumeClaim"`
+			HostPath              *json.RawMessage `json:"hostPath"`
+			EmptyDir              *json.RawMessage `json:"emptyDir"`
+			Ephemeral             *json.RawMessage `json:"ephemeral"`
+		} `json:"volumes"`
+	} `json:"spec"`
+}
+
+func (t *riskTemplate) pod() *corev1.Pod {
+	p := &corev1.Pod{}
+	p.Labels, p.Annotations = t.Metadata.Labels, t.Metadata.Annotations
+	for _, c := range t.Spec.Containers {
+		pc := corev1.Container{Name: c.Name, Command: c.Command, Args: c.Args}
+		for _, m := range c.VolumeMounts {
+			pc.VolumeMounts = append(pc.VolumeMounts, corev1.VolumeMount{Name: m.Name, MountPath: m.MountPath})
+		}
+		p.Spec.Containers = append(p.Spec.Containers, pc)
+	}
+	// null counts as absent, as the API server decodes it.
+	set := func(r *json.RawMessage) bool { return r != nil && string(*r) != "null" }
+	for _, v := range t.Spec.Volumes {
+		pv := corev1.Volume{Name: v.Name}
+		switch {
+		case set(v.PersistentVolumeClaim):
+			pv.PersistentVolumeClaim = &corev1.PersistentVolumeClaimVolumeSource{}
+		case set(v.HostPath):
+			pv.HostPath = &corev1.HostPathVolumeSource{}
+		case set(v.EmptyDir):
+			pv.EmptyDir = &corev1.EmptyDirVolumeSource{}
+		case set(v.Ephemeral):
+			pv.Ephemeral = &corev1.EphemeralVolumeSource{}
+		}
+		p.Spec.Volumes = append(p.Spec.Volumes, pv)
+	}
+	return p
+}
+
+// DecodeRiskTemplate decodes a pod template (JSON, keys matched case-sensitively as the API
+// server does) into the sparse pod Workload.Pod needs.
+func DecodeRiskTemplate(raw []byte) (*corev1.Pod, error) {
+	var t riskTemplate
+	if err := kjson.UnmarshalCaseSensitivePreserveInts(raw, &t); err != nil {
+		return nil, err
+	}
+	return t.pod(), nil
+}
+
+// workloadJSON is the part of a workload object the risk rules read around the template.
+type workloadJSON struct {
+	Kind string `json:"kind"`
 	Spec struct {
 		Replicas *int32 `json:"replicas"`
 		Strategy *struct {
@@ -215,18 +287,18 @@ type workloadJSON struct {
 				Name string `json:"name"`
 			} `json:"metadata"`
 		} `json:"volumeClaimTemplates"`
-		Template    *corev1.PodTemplateSpec `json:"template"`
+		Template    *riskTemplate `json:"template"`
 		JobTemplate *struct {
 			Spec struct {
-				Template *corev1.PodTemplateSpec `json:"template"`
+				Template *riskTemplate `json:"template"`
 			} `json:"spec"`
 		} `json:"jobTemplate"`
 	} `json:"spec"`
 }
 
-// DecodeWorkload reads a workload object (JSON, keys matched case-sensitively as the API
-// server does) for Risks; kind overrides the object's own (a List's items may carry none).
-// A workload without a pod template returns nil.
+// DecodeWorkload reads a workload object (JSON, keys matched case-sensitively) for Risks;
+// kind overrides the object's own (a List's items may carry none). A workload without a pod
+// template returns nil.
 func DecodeWorkload(raw []byte, kind string) (*Workload, error) {
 	var v workloadJSON
 	if err := kjson.UnmarshalCaseSensitivePreserveInts(raw, &v); err != nil {
@@ -242,8 +314,7 @@ func DecodeWorkload(raw []byte, kind string) (*Workload, error) {
 	if kind == "" {
 		kind = v.Kind
 	}
-	w := &Workload{Kind: kind, Replicas: v.Spec.Replicas, Pod: &corev1.Pod{ObjectMeta: tpl.ObjectMeta, Spec: tpl.Spec}}
-	w.Pod.Namespace = v.Metadata.Namespace
+	w := &Workload{Kind: kind, Replicas: v.Spec.Replicas, Pod: tpl.pod()}
 	if v.Spec.Strategy != nil {
 		w.Strategy = v.Spec.Strategy.Type
 	}

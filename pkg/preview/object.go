@@ -184,6 +184,7 @@ func mutateObject(o object, pol *policy.Policy, typeOf [2]string) (Result, error
 	namespace := o.str("metadata", "namespace")
 	d := engine.Decide(pod, namespace, pol)
 	res.Decision = d
+	res.Risks = risksOf(o, res.Kind, tplJSON, &d)
 	if d.Outcome == engine.OutcomeDenied {
 		return res, fmt.Errorf("%s %s: %w: %s", res.Kind, res.Name, ErrDenied, d.DenyMessage())
 	}

@@ -52,6 +52,8 @@ type Result struct {
 	Items []Result
 	// Notices are the objects (this one, or items of this List) read but not placed.
 	Notices []Notice
+	// Risks are the object's data risks (engine.Risks); RiskNotes collects them.
+	Risks []engine.Risk
 }
 
 // Options of Stream.
