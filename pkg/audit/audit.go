@@ -9,7 +9,10 @@ import (
 	"fmt"
 	"strings"
 
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/annotations"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/engine"
@@ -189,23 +192,78 @@ const (
 
 // ClassifyTemplate runs the engine on a pod built from a workload's pod template.
 func ClassifyTemplate(tpl *corev1.PodTemplateSpec, namespace string, pol *policy.Policy) (string, string) {
+	state, reason, _ := classifyTemplate(tpl, namespace, pol)
+	return state, reason
+}
+
+// classifyTemplate also returns the engine's decision when it made one (the template is
+// selected), which the data-risk rules read.
+func classifyTemplate(tpl *corev1.PodTemplateSpec, namespace string, pol *policy.Policy) (string, string, *engine.Decision) {
 	pod := &corev1.Pod{ObjectMeta: tpl.ObjectMeta, Spec: tpl.Spec}
 	pod.Namespace = namespace
 	if !Selected(pod, pol) {
-		return TemplateNotSelected, ""
+		return TemplateNotSelected, "", nil
 	}
 	d := engine.Decide(pod, namespace, pol)
 	switch {
 	case d.Outcome == engine.OutcomeSkipped && d.Reason == "inject=false":
-		return TemplateOptedOut, ""
+		return TemplateOptedOut, "", &d
 	case d.Outcome == engine.OutcomeSkipped && (d.Reason == "mirror pod" || d.Reason == "kube-system"):
-		return TemplateNeverMutated, "the webhook never mutates a " + d.Reason
+		return TemplateNeverMutated, "the webhook never mutates a " + d.Reason, &d
 	case d.Outcome == engine.OutcomeSkipped:
-		return TemplateInvalid, d.Reason
+		return TemplateInvalid, d.Reason, &d
 	case len(d.Problems) > 0:
-		return TemplateInvalid, problems(&d)
+		return TemplateInvalid, problems(&d), &d
 	case d.Outcome == engine.OutcomeUnchanged:
-		return TemplateAsWanted, ""
+		return TemplateAsWanted, "", &d
 	}
-	return TemplateMutated, ""
+	return TemplateMutated, "", &d
+}
+
+// TemplateVerdict is what the webhook does with a workload's pod template (a Template*
+// constant and why it is invalid) and the data risks of the workload around it
+// (engine.Risks: what no pod spec saves).
+type TemplateVerdict struct {
+	State, Reason string
+	Risks         []engine.Risk
+}
+
+// ClassifyWorkload classifies the pod template of a workload object (a Deployment,
+// StatefulSet, DaemonSet, ReplicaSet, Job or CronJob) and names its data risks. Another
+// object has no template this package knows: the zero verdict.
+func ClassifyWorkload(obj runtime.Object, namespace string, pol *policy.Policy) TemplateVerdict {
+	w, tpl := workloadOf(obj)
+	if tpl == nil {
+		return TemplateVerdict{}
+	}
+	state, reason, d := classifyTemplate(tpl, namespace, pol)
+	v := TemplateVerdict{State: state, Reason: reason}
+	if d != nil {
+		w.Pod = &corev1.Pod{ObjectMeta: tpl.ObjectMeta, Spec: tpl.Spec}
+		v.Risks = engine.Risks(w, d)
+	}
+	return v
+}
+
+// workloadOf is what the risk rules read of a typed workload, and its pod template.
+func workloadOf(obj runtime.Object) (*engine.Workload, *corev1.PodTemplateSpec) {
+	switch o := obj.(type) {
+	case *appsv1.Deployment:
+		return &engine.Workload{Kind: "Deployment", Replicas: o.Spec.Replicas, Strategy: string(o.Spec.Strategy.Type)}, &o.Spec.Template
+	case *appsv1.StatefulSet:
+		w := &engine.Workload{Kind: "StatefulSet", Replicas: o.Spec.Replicas}
+		for _, c := range o.Spec.VolumeClaimTemplates {
+			w.ClaimTemplates = append(w.ClaimTemplates, c.Name)
+		}
+		return w, &o.Spec.Template
+	case *appsv1.DaemonSet:
+		return &engine.Workload{Kind: "DaemonSet"}, &o.Spec.Template
+	case *appsv1.ReplicaSet:
+		return &engine.Workload{Kind: "ReplicaSet", Replicas: o.Spec.Replicas}, &o.Spec.Template
+	case *batchv1.Job:
+		return &engine.Workload{Kind: "Job"}, &o.Spec.Template
+	case *batchv1.CronJob:
+		return &engine.Workload{Kind: "CronJob"}, &o.Spec.JobTemplate.Spec.Template
+	}
+	return nil, nil
 }

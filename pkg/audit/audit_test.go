@@ -4,8 +4,11 @@ import (
 	"strings"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/annotations"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/engine"
@@ -215,5 +218,64 @@ func TestStateRank(t *testing.T) {
 		if s.OK() != (s == StateProtected || s == StateOptedOut) {
 			t.Errorf("%s.OK() = %v", s, s.OK())
 		}
+	}
+}
+
+// persisting is chartPod with --persistence.file on volume "storage" of the given source.
+func persisting(src corev1.VolumeSource) corev1.PodTemplateSpec {
+	p := chartPod(nil)
+	c := &p.Spec.Containers[0]
+	c.Args = []string{"--persistence.file=/data/store", "--persistence.interval=1m"}
+	c.VolumeMounts = []corev1.VolumeMount{{Name: "storage", MountPath: "/data"}}
+	p.Spec.Volumes = []corev1.Volume{{Name: "storage", VolumeSource: src}}
+	return corev1.PodTemplateSpec{ObjectMeta: p.ObjectMeta, Spec: p.Spec}
+}
+
+func TestClassifyWorkloadRisks(t *testing.T) {
+	def := policy.Default()
+	claim := corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "pgw"}}
+	empty := corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}
+	deploy := func(strategy appsv1.DeploymentStrategyType, replicas int32, tpl corev1.PodTemplateSpec) *appsv1.Deployment {
+		return &appsv1.Deployment{Spec: appsv1.DeploymentSpec{Replicas: &replicas, Strategy: appsv1.DeploymentStrategy{Type: strategy}, Template: tpl}}
+	}
+	plain := corev1.PodTemplateSpec{ObjectMeta: chartPod(nil).ObjectMeta, Spec: chartPod(nil).Spec}
+	optedOut := plain.DeepCopy()
+	optedOut.Annotations = map[string]string{annotations.AnnotationInject: "false"}
+	sts := &appsv1.StatefulSet{Spec: appsv1.StatefulSetSpec{Template: persisting(corev1.VolumeSource{}),
+		VolumeClaimTemplates: []corev1.PersistentVolumeClaim{{ObjectMeta: metav1.ObjectMeta{Name: "storage"}}}}}
+	sts.Spec.Template.Spec.Volumes = nil
+	cases := []struct {
+		name  string
+		obj   runtime.Object
+		state string
+		codes []string
+	}{
+		{"the community chart's default", deploy("", 1, plain), TemplateMutated, []string{engine.RiskNoPersistence}},
+		{"persistence on emptyDir", deploy(appsv1.RecreateDeploymentStrategyType, 1, persisting(empty)), TemplateMutated, []string{engine.RiskNoPersistence}},
+		{"RollingUpdate on a claim", deploy(appsv1.RollingUpdateDeploymentStrategyType, 1, persisting(claim)), TemplateMutated, []string{engine.RiskTwoWriters, engine.RiskCrash}},
+		{"Recreate on a claim", deploy(appsv1.RecreateDeploymentStrategyType, 1, persisting(claim)), TemplateMutated, []string{engine.RiskCrash}},
+		{"two replicas", deploy(appsv1.RecreateDeploymentStrategyType, 2, persisting(claim)), TemplateMutated, []string{engine.RiskReplicas, engine.RiskCrash}},
+		{"StatefulSet on its claim template", sts, TemplateMutated, []string{engine.RiskCrash}},
+		{"opted out", deploy("", 1, *optedOut), TemplateOptedOut, nil},
+		{"a Job", &batchv1.Job{Spec: batchv1.JobSpec{Template: plain}}, TemplateMutated, nil},
+		{"not a workload", &corev1.ConfigMap{}, TemplateUnknown, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			v := ClassifyWorkload(c.obj, "monitoring", def)
+			if v.State != c.state {
+				t.Errorf("state %q (%s), want %q", v.State, v.Reason, c.state)
+			}
+			var codes []string
+			for _, r := range v.Risks {
+				codes = append(codes, r.Code)
+				if (r.Code == engine.RiskCrash) != r.Info {
+					t.Errorf("%s: info %v", r.Code, r.Info)
+				}
+			}
+			if strings.Join(codes, ",") != strings.Join(c.codes, ",") {
+				t.Errorf("risks %q, want %q: %v", codes, c.codes, v.Risks)
+			}
+		})
 	}
 }

@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/annotations"
@@ -76,8 +77,8 @@ type auditor struct {
 
 // listedWorkload is what is kept of a listed workload: its selector and its template's state.
 type listedWorkload struct {
-	selector      labels.Selector
-	state, reason string
+	selector labels.Selector
+	verdict  TemplateVerdict
 }
 
 type podOwner struct {
@@ -320,7 +321,7 @@ func (a *auditor) topOwner(ctx context.Context, k okey, po *podOwner) (Ref, bool
 			inferred = strings.TrimSuffix(k.name, "-"+po.hash)
 			if w, ok := a.listed[okey{k.ns, "Deployment", inferred}]; ok && !w.selector.Empty() && w.selector.Matches(labels.Set(po.labels)) {
 				a.mu.Lock()
-				a.b.SetTemplate(k.ns, Ref{"Deployment", inferred}, w.state, w.reason)
+				a.b.SetTemplate(k.ns, Ref{"Deployment", inferred}, w.verdict)
 				a.mu.Unlock()
 				return Ref{"Deployment", inferred}, true, nil
 			}
@@ -330,7 +331,7 @@ func (a *auditor) topOwner(ctx context.Context, k okey, po *podOwner) (Ref, bool
 			}
 			if err == nil && d.Spec.Selector != nil {
 				if sel, serr := metav1.LabelSelectorAsSelector(d.Spec.Selector); serr == nil && !sel.Empty() && sel.Matches(labels.Set(po.labels)) {
-					a.setTemplate(k.ns, Ref{"Deployment", d.Name}, &d.Spec.Template)
+					a.setTemplate(k.ns, Ref{"Deployment", d.Name}, d)
 					return Ref{"Deployment", d.Name}, true, nil
 				}
 			}
@@ -348,7 +349,7 @@ func (a *auditor) topOwner(ctx context.Context, k okey, po *podOwner) (Ref, bool
 		if ref := metav1.GetControllerOf(rs); ref != nil {
 			return Ref{ref.Kind, ref.Name}, false, nil
 		}
-		a.setTemplate(k.ns, self, &rs.Spec.Template)
+		a.setTemplate(k.ns, self, rs)
 		return self, true, nil
 	case "Job":
 		job, err := a.c.BatchV1().Jobs(k.ns).Get(ctx, k.name, metav1.GetOptions{})
@@ -361,16 +362,16 @@ func (a *auditor) topOwner(ctx context.Context, k okey, po *podOwner) (Ref, bool
 		if ref := metav1.GetControllerOf(job); ref != nil {
 			return Ref{ref.Kind, ref.Name}, false, nil
 		}
-		a.setTemplate(k.ns, self, &job.Spec.Template)
+		a.setTemplate(k.ns, self, job)
 		return self, true, nil
 	}
 	return self, false, nil
 }
 
-func (a *auditor) setTemplate(namespace string, w Ref, tpl *corev1.PodTemplateSpec) {
-	state, reason := ClassifyTemplate(tpl, namespace, a.o.Policy)
+func (a *auditor) setTemplate(namespace string, w Ref, obj runtime.Object) {
+	v := ClassifyWorkload(obj, namespace, a.o.Policy)
 	a.mu.Lock()
-	a.b.SetTemplate(namespace, w, state, reason)
+	a.b.SetTemplate(namespace, w, v)
 	a.mu.Unlock()
 }
 
@@ -396,20 +397,19 @@ func (a *auditor) listWorkloads(ctx context.Context, owners map[okey]*podOwner) 
 		for {
 			var cont string
 			var err error
-			add := func(meta *metav1.ObjectMeta, sel *metav1.LabelSelector, tpl *corev1.PodTemplateSpec) {
+			add := func(meta *metav1.ObjectMeta, sel *metav1.LabelSelector, obj runtime.Object) {
 				s, serr := metav1.LabelSelectorAsSelector(sel)
 				if serr != nil {
 					s = labels.Nothing()
 				}
-				state, reason := ClassifyTemplate(tpl, meta.Namespace, a.o.Policy)
-				a.listed[okey{meta.Namespace, kind, meta.Name}] = listedWorkload{s, state, reason}
+				a.listed[okey{meta.Namespace, kind, meta.Name}] = listedWorkload{s, ClassifyWorkload(obj, meta.Namespace, a.o.Policy)}
 			}
 			switch kind {
 			case "Deployment":
 				var l *appsv1.DeploymentList
 				if l, err = a.c.AppsV1().Deployments("").List(ctx, opts); err == nil {
 					for i := range l.Items {
-						add(&l.Items[i].ObjectMeta, l.Items[i].Spec.Selector, &l.Items[i].Spec.Template)
+						add(&l.Items[i].ObjectMeta, l.Items[i].Spec.Selector, &l.Items[i])
 					}
 					cont = l.Continue
 				}
@@ -417,7 +417,7 @@ func (a *auditor) listWorkloads(ctx context.Context, owners map[okey]*podOwner) 
 				var l *appsv1.StatefulSetList
 				if l, err = a.c.AppsV1().StatefulSets("").List(ctx, opts); err == nil {
 					for i := range l.Items {
-						add(&l.Items[i].ObjectMeta, l.Items[i].Spec.Selector, &l.Items[i].Spec.Template)
+						add(&l.Items[i].ObjectMeta, l.Items[i].Spec.Selector, &l.Items[i])
 					}
 					cont = l.Continue
 				}
@@ -425,7 +425,7 @@ func (a *auditor) listWorkloads(ctx context.Context, owners map[okey]*podOwner) 
 				var l *appsv1.DaemonSetList
 				if l, err = a.c.AppsV1().DaemonSets("").List(ctx, opts); err == nil {
 					for i := range l.Items {
-						add(&l.Items[i].ObjectMeta, l.Items[i].Spec.Selector, &l.Items[i].Spec.Template)
+						add(&l.Items[i].ObjectMeta, l.Items[i].Spec.Selector, &l.Items[i])
 					}
 					cont = l.Continue
 				}
@@ -449,11 +449,11 @@ const listThreshold = 20
 func (a *auditor) readTemplate(ctx context.Context, k okey) error {
 	if w, ok := a.listed[k]; ok {
 		a.mu.Lock()
-		a.b.SetTemplate(k.ns, Ref{k.kind, k.name}, w.state, w.reason)
+		a.b.SetTemplate(k.ns, Ref{k.kind, k.name}, w.verdict)
 		a.mu.Unlock()
 		return nil
 	}
-	var tpl *corev1.PodTemplateSpec
+	var obj runtime.Object
 	var err error
 	var resource string
 	get := metav1.GetOptions{}
@@ -461,42 +461,42 @@ func (a *auditor) readTemplate(ctx context.Context, k okey) error {
 	case "Deployment":
 		resource = "deployments.apps"
 		if o, e := a.c.AppsV1().Deployments(k.ns).Get(ctx, k.name, get); e == nil {
-			tpl = &o.Spec.Template
+			obj = o
 		} else {
 			err = e
 		}
 	case "ReplicaSet":
 		resource = "replicasets.apps"
 		if o, e := a.c.AppsV1().ReplicaSets(k.ns).Get(ctx, k.name, get); e == nil {
-			tpl = &o.Spec.Template
+			obj = o
 		} else {
 			err = e
 		}
 	case "StatefulSet":
 		resource = "statefulsets.apps"
 		if o, e := a.c.AppsV1().StatefulSets(k.ns).Get(ctx, k.name, get); e == nil {
-			tpl = &o.Spec.Template
+			obj = o
 		} else {
 			err = e
 		}
 	case "DaemonSet":
 		resource = "daemonsets.apps"
 		if o, e := a.c.AppsV1().DaemonSets(k.ns).Get(ctx, k.name, get); e == nil {
-			tpl = &o.Spec.Template
+			obj = o
 		} else {
 			err = e
 		}
 	case "Job":
 		resource = "jobs.batch"
 		if o, e := a.c.BatchV1().Jobs(k.ns).Get(ctx, k.name, get); e == nil {
-			tpl = &o.Spec.Template
+			obj = o
 		} else {
 			err = e
 		}
 	case "CronJob":
 		resource = "cronjobs.batch"
 		if o, e := a.c.BatchV1().CronJobs(k.ns).Get(ctx, k.name, get); e == nil {
-			tpl = &o.Spec.JobTemplate.Spec.Template
+			obj = o
 		} else {
 			err = e
 		}
@@ -509,6 +509,6 @@ func (a *auditor) readTemplate(ctx context.Context, k okey) error {
 	if err != nil {
 		return a.record(err, "get", resource, k.ns)
 	}
-	a.setTemplate(k.ns, Ref{k.kind, k.name}, tpl)
+	a.setTemplate(k.ns, Ref{k.kind, k.name}, obj)
 	return nil
 }

@@ -96,10 +96,41 @@ func printTable(out io.Writer, r *Report, wide bool) error {
 		}
 	}
 	if n := r.Summary.HandoffCandidates; n > 0 {
-		_, err := fmt.Fprintf(out, "%d of these pods persist to a claim or hostPath: when one is deleted, evicted or drained, only the webhook with --handoff holds its replacement until it has stopped (docs/handoff.md); the admission-policy mode cannot see the terminating pod and does not.\n", n)
-		return err
+		if _, err := fmt.Fprintf(out, "%d of these pods persist to a claim or hostPath: when one is deleted, evicted or drained, only the webhook with --handoff holds its replacement until it has stopped (docs/handoff.md); the admission-policy mode cannot see the terminating pod and does not.\n", n); err != nil {
+			return err
+		}
 	}
-	return nil
+	return printRisks(out, r)
+}
+
+// printRisks lists the workloads' data risks under the tables, warnings first, in the
+// workloads' order: what no pod spec can save, so no FIX column entry can either.
+func printRisks(out io.Writer, r *Report) error {
+	var lines []string
+	for _, info := range []bool{false, true} {
+		for i := range r.Workloads {
+			w := &r.Workloads[i]
+			for _, k := range w.Risks {
+				if k.Info != info {
+					continue
+				}
+				where := w.Ref().String()
+				if r.Scope.AllNamespaces {
+					where += " -n " + w.Namespace
+				}
+				level := "warning"
+				if k.Info {
+					level = "info"
+				}
+				lines = append(lines, fmt.Sprintf("  %s: %s: %s", level, where, k.Message))
+			}
+		}
+	}
+	if len(lines) == 0 {
+		return nil
+	}
+	_, err := fmt.Fprintf(out, "\nData risks (what no pod spec can save; docs/validation.md#data-risks):\n%s\n", strings.Join(lines, "\n"))
+	return err
 }
 
 // Line is the one-line summary under the table.

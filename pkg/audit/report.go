@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/annotations"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/engine"
 )
 
 // The report's type, written into every JSON and YAML report so that a consumer can check
@@ -48,6 +49,8 @@ type Summary struct {
 	ByState   map[State]int `json:"byState"`
 	// HandoffCandidates counts the pods with SharedVolumes.
 	HandoffCandidates int `json:"handoffCandidates,omitempty"`
+	// DataRisks counts the workloads' risks that are warnings (not information).
+	DataRisks int `json:"dataRisks,omitempty"`
 	// AllProtected is true when every pod is protected or opted out (exit code 0).
 	AllProtected bool `json:"allProtected"`
 }
@@ -77,6 +80,10 @@ type Workload struct {
 	// Fix is the one command (or instruction) that protects the workload's pods; empty when
 	// nothing is to be done.
 	Fix string `json:"fix,omitempty"`
+	// Risks are the data risks of the workload (engine.Risks: a RollingUpdate on a shared
+	// persistence file, no persistence, replicas > 1; what a crash loses as information):
+	// what no pod spec the webhook writes can save. They do not change the exit code.
+	Risks []engine.Risk `json:"risks,omitempty"`
 }
 
 // Ref is the workload's reference.
@@ -115,22 +122,22 @@ type wkey struct{ ns, kind, name string }
 // Builder collects pods, workload templates and errors into a Report; it does no I/O.
 type Builder struct {
 	pods      []Pod
-	templates map[wkey][2]string
+	templates map[wkey]TemplateVerdict
 	errors    []Error
 	seenErr   map[string]bool
 }
 
 // NewBuilder returns an empty builder.
 func NewBuilder() *Builder {
-	return &Builder{templates: map[wkey][2]string{}, seenErr: map[string]bool{}}
+	return &Builder{templates: map[wkey]TemplateVerdict{}, seenErr: map[string]bool{}}
 }
 
 // AddPod adds a classified pod.
 func (b *Builder) AddPod(p Pod) { b.pods = append(b.pods, p) }
 
-// SetTemplate records what the webhook does with the template of a workload.
-func (b *Builder) SetTemplate(namespace string, w Ref, state, reason string) {
-	b.templates[wkey{namespace, w.Kind, w.Name}] = [2]string{state, reason}
+// SetTemplate records what the webhook does with the template of a workload, and its risks.
+func (b *Builder) SetTemplate(namespace string, w Ref, v TemplateVerdict) {
+	b.templates[wkey{namespace, w.Kind, w.Name}] = v
 }
 
 // AddError records a failed read once: a missing permission once per verb, resource and
@@ -191,7 +198,12 @@ func (b *Builder) Report(scope Scope) *Report {
 			idx[k] = j
 			t := b.templates[k]
 			r.Workloads = append(r.Workloads, Workload{Namespace: p.Namespace, Kind: p.Workload.Kind, Name: p.Workload.Name,
-				State: p.State, ByState: newByState(), Template: t[0], TemplateReason: t[1]})
+				State: p.State, ByState: newByState(), Template: t.State, TemplateReason: t.Reason, Risks: t.Risks})
+			for _, rk := range t.Risks {
+				if !rk.Info {
+					r.Summary.DataRisks++
+				}
+			}
 			reasons[k] = p.Reason
 		}
 		w := &r.Workloads[j]

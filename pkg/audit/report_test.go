@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/engine"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -25,10 +27,13 @@ func sampleReport() *Report {
 	b.AddPod(Pod{Namespace: "team-a", Name: "bare", State: StateInvalid, Reason: "bad sleep", Workload: Ref{"Pod", "bare"}})
 	b.AddPod(Pod{Namespace: "team-c", Name: "pgw-x", State: StateNotOptedIn, Reason: "namespace team-c is not opted in", Owner: &Ref{"DaemonSet", "pgw"}, Workload: Ref{"DaemonSet", "pgw"}})
 	b.AddPod(Pod{Namespace: "team-c", Name: "nightly-1-q", State: StateOptedOut, Reason: "pushgateway-lifecycle.io/inject=false", Owner: &Ref{"Job", "nightly-1"}, Workload: Ref{"CronJob", "nightly"}})
-	b.SetTemplate("team-b", Ref{"Deployment", "pgw"}, TemplateMutated, "")
-	b.SetTemplate("team-a", Ref{"StatefulSet", "pgw"}, TemplateMutated, "")
-	b.SetTemplate("team-c", Ref{"DaemonSet", "pgw"}, TemplateMutated, "")
-	b.SetTemplate("team-c", Ref{"CronJob", "nightly"}, TemplateOptedOut, "")
+	b.SetTemplate("team-b", Ref{"Deployment", "pgw"}, TemplateVerdict{State: TemplateMutated, Risks: []engine.Risk{
+		{Code: engine.RiskTwoWriters, Message: "Deployment strategy RollingUpdate (the default) with container \"pushgateway\" persisting /data/store on volume \"storage\": ..."},
+		{Code: engine.RiskCrash, Info: true, Message: "a crash of container \"pushgateway\" ... every 5m (--persistence.interval)"},
+	}})
+	b.SetTemplate("team-a", Ref{"StatefulSet", "pgw"}, TemplateVerdict{State: TemplateMutated})
+	b.SetTemplate("team-c", Ref{"DaemonSet", "pgw"}, TemplateVerdict{State: TemplateMutated})
+	b.SetTemplate("team-c", Ref{"CronJob", "nightly"}, TemplateVerdict{State: TemplateOptedOut})
 	b.AddError(Error{Verb: "get", Resource: "replicasets.apps", Namespace: "team-d", Message: "missing permission: get replicasets.apps in namespace team-d (pgw-1)"})
 	b.AddError(Error{Verb: "get", Resource: "replicasets.apps", Namespace: "team-d", Message: "missing permission: get replicasets.apps in namespace team-d (pgw-2)"})
 	return b.Report(Scope{AllNamespaces: true, Policy: "built-in", WebhookScope: "namespace",

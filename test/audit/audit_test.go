@@ -364,6 +364,25 @@ func TestAudit(t *testing.T) {
 		if w := workload(rep, nsIn, "Deployment", "before"); w != nil && w.Template != audit.TemplateMutated {
 			t.Errorf("before's template: %q", w.Template)
 		}
+		// The data risks, read from the live workloads: two replicas, no --persistence.file.
+		for _, c := range []struct{ kind, name, codes string }{
+			{"Deployment", "before", "replicas,no-persistence"},
+			{"StatefulSet", "sts", "no-persistence"},
+			{"Deployment", "optout", ""},
+		} {
+			if w := workload(rep, nsIn, c.kind, c.name); w != nil {
+				var codes []string
+				for _, r := range w.Risks {
+					codes = append(codes, r.Code)
+				}
+				if strings.Join(codes, ",") != c.codes {
+					t.Errorf("%s/%s risks %q, want %q", c.kind, c.name, codes, c.codes)
+				}
+			}
+		}
+		if rep.Summary.DataRisks == 0 {
+			t.Error("summary counts no data risks")
+		}
 	})
 
 	t.Run("table", func(t *testing.T) {
@@ -395,8 +414,11 @@ func TestAudit(t *testing.T) {
 		if found != 2 {
 			t.Errorf("rows of before and good not found")
 		}
-		if last := lines[len(lines)-1]; last != "11 pods in 9 workloads: 3 Protected, 1 OptedOut, 4 Unprotected, 2 Drifted, 1 Invalid" {
-			t.Errorf("summary %q", last)
+		if !strings.Contains(r.stdout, "\n11 pods in 9 workloads: 3 Protected, 1 OptedOut, 4 Unprotected, 2 Drifted, 1 Invalid\n") {
+			t.Error("no summary line")
+		}
+		if !strings.Contains(r.stdout, "\nData risks (") || !strings.Contains(r.stdout, "\n  warning: deployment/before: Deployment has replicas: 2: ") {
+			t.Error("no data risks of deployment/before under the table")
 		}
 		if strings.Contains(r.stdout, "audit-out") {
 			t.Error("-n audit-in reported another namespace")
