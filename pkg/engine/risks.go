@@ -211,10 +211,6 @@ func findStore(c *corev1.Container, w *Workload) store {
 // keeps the rules off the cost of a full PodTemplateSpec (mutate runs them on every selected
 // object of a stream).
 type riskTemplate struct {
-	Metadata struct {
-		Labels      map[string]string `json:"labels"`
-		Annotations map[string]string `json:"annotations"`
-	} `json:"metadata"`
 	Spec struct {
 		Containers []struct {
 			Name         string   `json:"name"`
@@ -237,7 +233,6 @@ type riskTemplate struct {
 
 func (t *riskTemplate) pod() *corev1.Pod {
 	p := &corev1.Pod{}
-	p.Labels, p.Annotations = t.Metadata.Labels, t.Metadata.Annotations
 	for _, c := range t.Spec.Containers {
 		pc := corev1.Container{Name: c.Name, Command: c.Command, Args: c.Args}
 		for _, m := range c.VolumeMounts {

@@ -329,22 +329,25 @@ func diffView(doc []byte) []byte {
 // claim or hostPath), which an offline preview cannot see, so it is a note and never a patch.
 func HandoffNotes(results []Result) []Notice {
 	var out []Notice
-	var walk func(rs []Result)
-	walk = func(rs []Result) {
-		for _, r := range rs {
-			walk(r.Items)
-			if len(r.Decision.HandoffKeys) == 0 {
-				continue
-			}
-			descs := make([]string, len(r.Decision.HandoffKeys))
-			for i, k := range r.Decision.HandoffKeys {
-				descs[i] = engine.DescribeVolumeKey(k)
-			}
-			out = append(out, Notice{Document: r.Document, Kind: r.Kind, Name: r.Name, Reason: "at admission, the webhook (--handoff) holds a new pod with the scheduling gate " +
-				annotations.SchedulingGateHandoff + " while a terminating pod still mounts " + strings.Join(descs, ", ") +
-				"; mutate cannot see other pods, so the gate is not in this output (the admission-policy mode cannot gate at all)"})
+	eachResult(results, func(r *Result) {
+		if len(r.Decision.HandoffKeys) == 0 {
+			return
 		}
-	}
-	walk(results)
+		descs := make([]string, len(r.Decision.HandoffKeys))
+		for i, k := range r.Decision.HandoffKeys {
+			descs[i] = engine.DescribeVolumeKey(k)
+		}
+		out = append(out, Notice{Document: r.Document, Kind: r.Kind, Name: r.Name, Reason: "at admission, the webhook (--handoff) holds a new pod with the scheduling gate " +
+			annotations.SchedulingGateHandoff + " while a terminating pod still mounts " + strings.Join(descs, ", ") +
+			"; mutate cannot see other pods, so the gate is not in this output (the admission-policy mode cannot gate at all)"})
+	})
 	return out
+}
+
+// eachResult calls fn on every result, a List's items before the List itself.
+func eachResult(results []Result, fn func(*Result)) {
+	for i := range results {
+		eachResult(results[i].Items, fn)
+		fn(&results[i])
+	}
 }

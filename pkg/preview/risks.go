@@ -57,15 +57,10 @@ type RiskNote struct {
 // spec mutate writes can save.
 func RiskNotes(results []Result) []RiskNote {
 	var out []RiskNote
-	var walk func(rs []Result)
-	walk = func(rs []Result) {
-		for _, r := range rs {
-			walk(r.Items)
-			for _, k := range r.Risks {
-				out = append(out, RiskNote{Notice: Notice{Document: r.Document, Kind: r.Kind, Name: r.Name, Reason: k.Message}, Info: k.Info})
-			}
+	eachResult(results, func(r *Result) {
+		for _, k := range r.Risks {
+			out = append(out, RiskNote{Notice: Notice{Document: r.Document, Kind: r.Kind, Name: r.Name, Reason: k.Message}, Info: k.Info})
 		}
-	}
-	walk(results)
+	})
 	return out
 }

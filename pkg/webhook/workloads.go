@@ -123,6 +123,9 @@ func (h *WorkloadValidator) Review(req *request[workloadObject]) *admissionv1.Ad
 // risks are the data-risk warnings of the workload (engine.Risks): what no pod spec saves.
 // A workload that does not decode fully gets none; the API server refuses it anyway.
 func (h *WorkloadValidator) risks(req *request[workloadObject], d *engine.Decision) []string {
+	if !engine.HasRisks(req.Kind.Kind, d) {
+		return nil // no second decode for the workloads the rules leave alone
+	}
 	w, err := engine.DecodeWorkload(req.Object.raw, req.Kind.Kind)
 	if err != nil || w == nil {
 		return nil
