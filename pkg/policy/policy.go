@@ -275,13 +275,27 @@ func Load(path string) (*Policy, error) {
 	if path == "" {
 		return Default(), nil
 	}
-	data, err := os.ReadFile(path)
+	data, err := readFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("policy: %w", err)
+		return nil, err
 	}
 	p, err := Parse(data)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return p, nil
+}
+
+// readFile reads a policy file and refuses one that is empty or blank. An empty file is what
+// a reader sees while the file is being rewritten in place; read as "no settings" it became
+// the built-in defaults, which silently turned onInvalid: reject into warn (issue 26).
+func readFile(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, fmt.Errorf("policy: %s: file is empty; write the settings, or remove the policy flag for the built-in defaults", path)
+	}
+	return data, nil
 }

@@ -3,7 +3,7 @@ package policy
 import (
 	"bytes"
 	"context"
-	"os"
+	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -37,13 +37,13 @@ func NewWatcher(path string, log logr.Logger) (*Watcher, error) {
 		w.current.Store(Default())
 		return w, nil
 	}
-	data, err := os.ReadFile(path)
+	data, err := readFile(path)
 	if err != nil {
 		return nil, err
 	}
 	p, err := Parse(data)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	w.last = data
 	w.current.Store(p)
@@ -55,7 +55,7 @@ func (w *Watcher) Current() *Policy { return w.current.Load() }
 
 // Reload reads the file again and applies it when it is valid and different.
 func (w *Watcher) Reload() error {
-	data, err := os.ReadFile(w.path)
+	data, err := readFile(w.path)
 	if err == nil && bytes.Equal(data, w.last) {
 		return nil
 	}
