@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -286,16 +287,48 @@ func Load(path string) (*Policy, error) {
 	return p, nil
 }
 
-// readFile reads a policy file and refuses one that is empty or blank. An empty file is what
-// a reader sees while the file is being rewritten in place; read as "no settings" it became
-// the built-in defaults, which silently turned onInvalid: reject into warn (issue 26).
+// readFile reads a policy file until two reads a moment apart are byte-identical, and
+// refuses one that is empty or blank. A writer that does not rename into place (a shell
+// redirect, kubectl cp, an editor without a swap file, a hostPath) leaves a reader a window
+// in which the file is truncated or cut inside a value; "preStopSleep: 120s" read as
+// "preStopSleep: 12" parses, so a parse alone cannot tell a half-written file from an edit
+// (issue 26). An empty file read as "no settings" became the built-in defaults, which
+// silently turned onInvalid: reject into warn.
 func readFile(path string) ([]byte, error) {
-	data, err := os.ReadFile(path)
+	return readStable(path, os.ReadFile, settleDelay, settleReads)
+}
+
+// Variables so that a test can widen the window beyond a noisy machine's scheduling pauses.
+var (
+	// settleDelay is the pause between the two reads that must match: long enough for a
+	// writer's next write() to land, short enough that a reload is not noticeably late.
+	settleDelay = 50 * time.Millisecond
+	// settleReads bounds the reads of a file that keeps changing; the reload then fails,
+	// the last good policy stays, and the next event or poll tries again.
+	settleReads = 10
+)
+
+func readStable(path string, read func(string) ([]byte, error), delay time.Duration, tries int) ([]byte, error) {
+	prev, err := read(path)
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
-	if len(bytes.TrimSpace(data)) == 0 {
+	for i := 1; ; i++ {
+		time.Sleep(delay)
+		data, err := read(path)
+		if err != nil {
+			return nil, fmt.Errorf("policy: %w", err)
+		}
+		if bytes.Equal(prev, data) {
+			break
+		}
+		if i >= tries {
+			return nil, fmt.Errorf("policy: %s: file still changing after %d reads %v apart; keeping the last good policy (write the file atomically: write a temporary file, then rename it)", path, tries, delay)
+		}
+		prev = data
+	}
+	if len(bytes.TrimSpace(prev)) == 0 {
 		return nil, fmt.Errorf("policy: %s: file is empty; write the settings, or remove the policy flag for the built-in defaults", path)
 	}
-	return data, nil
+	return prev, nil
 }
