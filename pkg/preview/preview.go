@@ -164,6 +164,9 @@ func Document(doc []byte, pol *policy.Policy) ([]byte, []Result, error) {
 	if err := yaml.Unmarshal(doc, &node); err != nil {
 		return nil, nil, &InputError{fmt.Errorf("not valid YAML: %w", err)}
 	}
+	if err := expandAliases(&node); err != nil {
+		return nil, nil, &InputError{fmt.Errorf("not valid for Kubernetes: %w", err)}
+	}
 	root := &node
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
 		root = root.Content[0]
@@ -199,7 +202,7 @@ func jsonDocument(doc []byte, spans [][2]int, pol *policy.Policy) ([]byte, []Res
 			results = append(results, Result{Format: FormatJSON})
 			continue
 		}
-		if err := checkDuplicates(v, 0); err != nil {
+		if err := checkDuplicates(v); err != nil {
 			return nil, results, &InputError{fmt.Errorf("not valid for Kubernetes: %w", err)}
 		}
 		base, _ := lineIndentAt(doc, sp[0])

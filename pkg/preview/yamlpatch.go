@@ -79,9 +79,6 @@ func walk(n *yaml.Node, toks []string) (*yaml.Node, error) {
 		default:
 			return nil, fmt.Errorf("cannot descend into a scalar at %q", t)
 		}
-		if n.Kind == yaml.AliasNode {
-			n = n.Alias
-		}
 	}
 	return n, nil
 }
@@ -170,16 +167,10 @@ func findSeqStyle(n *yaml.Node, depth int) (compact, found bool) {
 }
 
 // yamlObject is an object read from a YAML document tree; patches edit the tree in place.
-// seen holds the objects of the document already read: an alias makes a List item the same
-// node as another object, or as the List itself (a cycle), and each is read once.
-type yamlObject struct {
-	n    *yaml.Node
-	seen map[*yaml.Node]bool
-}
+// The tree holds no aliases (expandAliases), so every node belongs to one object.
+type yamlObject struct{ n *yaml.Node }
 
-func newYAMLObject(root *yaml.Node) yamlObject {
-	return yamlObject{n: root, seen: map[*yaml.Node]bool{root: true}}
-}
+func newYAMLObject(root *yaml.Node) yamlObject { return yamlObject{n: root} }
 
 func (o yamlObject) at(path []string) *yaml.Node {
 	n, err := walk(o.n, path)
@@ -224,16 +215,76 @@ func (o yamlObject) apply(patch []byte) error { return applyToNode(o.n, patch) }
 func (o yamlObject) eachItem(fn func(int, object) error) error {
 	seq := o.at([]string{"items"})
 	for i, item := range seq.Content {
-		if item.Kind == yaml.AliasNode {
-			item = item.Alias
-		}
-		if item.Kind != yaml.MappingNode || o.seen[item] {
+		if item.Kind != yaml.MappingNode {
 			continue
 		}
-		o.seen[item] = true
-		if err := fn(i, yamlObject{n: item, seen: o.seen}); err != nil {
+		if err := fn(i, yamlObject{n: item}); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// expandAliases replaces each alias in the document with a copy of the node it names, and
+// drops the anchors. A patch applied through an alias, or into an anchored node that an
+// alias elsewhere names, would change objects the policy did not select (issue 26: a
+// Deployment sharing `containers: &shared` with a Pushgateway gained its preStop, above its
+// own grace). The API server never sees aliases either: kubectl and Helm expand them before
+// sending, so the expanded document is the same objects. A document without aliases is left
+// as it is; an alias that names a node containing it (a cycle, no Kubernetes object) and one
+// that expands far beyond the document's own size (a "billion laughs") are input errors.
+func expandAliases(doc *yaml.Node) error {
+	nodes, aliases := countNodes(doc)
+	if aliases == 0 {
+		return nil
+	}
+	budget := max(100_000, 10*nodes)
+	active := map[*yaml.Node]bool{}
+	var copyExpanded func(n *yaml.Node) (*yaml.Node, error)
+	copyExpanded = func(n *yaml.Node) (*yaml.Node, error) {
+		if n.Kind == yaml.AliasNode {
+			if n.Alias == nil {
+				return nil, fmt.Errorf("line %d: alias *%s names no anchor", n.Line, n.Value)
+			}
+			if active[n.Alias] {
+				return nil, fmt.Errorf("line %d: alias *%s names a node that contains it", n.Line, n.Value)
+			}
+			return copyExpanded(n.Alias)
+		}
+		if budget--; budget < 0 {
+			return nil, fmt.Errorf("its aliases expand to more than %d nodes (%d in the document)", max(100_000, 10*nodes), nodes)
+		}
+		cp := *n
+		cp.Anchor = ""
+		cp.Content = make([]*yaml.Node, 0, len(n.Content))
+		active[n] = true
+		defer delete(active, n)
+		for _, c := range n.Content {
+			cc, err := copyExpanded(c)
+			if err != nil {
+				return nil, err
+			}
+			cp.Content = append(cp.Content, cc)
+		}
+		return &cp, nil
+	}
+	expanded, err := copyExpanded(doc)
+	if err != nil {
+		return err
+	}
+	*doc = *expanded
+	return nil
+}
+
+func countNodes(n *yaml.Node) (nodes, aliases int) {
+	nodes = 1
+	if n.Kind == yaml.AliasNode {
+		return nodes, 1
+	}
+	for _, c := range n.Content {
+		cn, ca := countNodes(c)
+		nodes += cn
+		aliases += ca
+	}
+	return nodes, aliases
 }
