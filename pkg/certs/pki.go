@@ -228,12 +228,14 @@ func renewal(sv *pair, ca *x509.Certificate, p params, now time.Time) string {
 
 // trusted merges certificate lists into one set without duplicates or expired entries.
 // This is the one rule that keeps trust monotonic: a certificate leaves the trust only by
-// expiring, never because some replica's view lacks it.
+// expiring, never because some replica's view lacks it. Expired means past NotAfter by
+// expiredTrustMargin: the judging clock is checked against the API server's (rotator.now),
+// and the margin covers a replica that could not check it.
 func trusted(now time.Time, lists ...[]*x509.Certificate) []*x509.Certificate {
 	var out []*x509.Certificate
 	for _, l := range lists {
 		for _, c := range l {
-			if now.After(c.NotAfter) || slices.ContainsFunc(out, c.Equal) {
+			if now.After(c.NotAfter.Add(expiredTrustMargin)) || slices.ContainsFunc(out, c.Equal) {
 				continue
 			}
 			out = append(out, c)
@@ -241,6 +243,11 @@ func trusted(now time.Time, lists ...[]*x509.Certificate) []*x509.Certificate {
 	}
 	return out
 }
+
+// expiredTrustMargin is how long an expired certificate stays in the trust. Keeping it
+// costs nothing (nothing it signed verifies after its expiry at a correct clock); dropping
+// it early breaks every replica that still serves what it signed.
+const expiredTrustMargin = 10 * time.Minute
 
 // sameSet reports whether a and b hold the same certificates.
 func sameSet(a, b []*x509.Certificate) bool { return subset(a, b) && subset(b, a) }

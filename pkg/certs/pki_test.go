@@ -104,12 +104,14 @@ func TestStep(t *testing.T) {
 		}
 		verify(t, promoted, now.Add(time.Minute))
 	})
-	t.Run("the old CA leaves the bundle once it has expired, not before", func(t *testing.T) {
-		s, _ := next(t, promoted.data(), []*x509.Certificate{ca1}, t0.Add(59*time.Minute), false)
-		if len(s.bundle) != 2 {
-			t.Fatalf("before the old CA's expiry: %d CAs", len(s.bundle))
+	t.Run("the old CA leaves the bundle once it has expired by the margin, not before", func(t *testing.T) {
+		for _, at := range []time.Duration{59 * time.Minute, 61 * time.Minute, time.Hour + expiredTrustMargin - time.Second} {
+			s, _ := next(t, promoted.data(), []*x509.Certificate{ca1}, t0.Add(at), false)
+			if len(s.bundle) != 2 {
+				t.Fatalf("at t0+%s (the old CA expires at t0+1h, margin %s): %d CAs, want 2", at, expiredTrustMargin, len(s.bundle))
+			}
 		}
-		s, _ = next(t, promoted.data(), []*x509.Certificate{ca1}, t0.Add(61*time.Minute), false)
+		s, _ := next(t, promoted.data(), []*x509.Certificate{ca1}, t0.Add(time.Hour+expiredTrustMargin+time.Minute), false)
 		if len(s.bundle) != 1 || !s.bundle[0].Equal(promoted.active.cert) {
 			t.Fatalf("after the old CA's expiry: %d CAs", len(s.bundle))
 		}

@@ -319,8 +319,9 @@ func TestRolloverServesOnlyTrusted(t *testing.T) {
 					t.Errorf("webhook %d: %d CAs in the caBundle after the rollover, want the new and the old one", i, len(roCerts(b)))
 				}
 			}
-			// On to the old CA's expiry (19 min after the start) and past it, in 20 s steps.
-			c.run(80, 20*time.Second, nil)
+			// On to the old CA's expiry (19 min after the start) and past it by the margin
+			// (expiredTrustMargin, 10 min), in 20 s steps.
+			c.run(110, 20*time.Second, nil)
 			for i, b := range c.bundles() {
 				cas := roCerts(b)
 				if len(cas) != 1 || !cas[0].Equal(newCA) {

@@ -17,7 +17,8 @@
 //     replica with a stale view gets a conflict instead of shrinking the live value. A
 //     wiped or recreated Secret takes its trust back from the live caBundles, so a CA that a
 //     replica still serves stays trusted. A CA leaves only by expiring, when nothing signed
-//     by it can verify any more.
+//     by it can verify any more: judged by the API server's clock when this replica's is
+//     off by more than maxClockSkew (clock.go), and only expiredTrustMargin after NotAfter.
 //  2. Publish, wait, then sign. A new CA is first published: its certificate goes into ca.crt
 //     and its key into ca-next.key, and the caBundles are updated, while the serving pair in
 //     the Secret stays signed by the old CA. Only after this replica has seen the new CA in
@@ -226,7 +227,7 @@ func Setup(mgr manager.Manager, opts Options) (<-chan struct{}, error) {
 	if err := opts.defaults(); err != nil {
 		return nil, err
 	}
-	registerOnce.Do(func() { metrics.Registry.MustRegister(expiryGauge, rotationsTotal) })
+	registerOnce.Do(func() { metrics.Registry.MustRegister(expiryGauge, rotationsTotal, clockSkewGauge, clockChecksTotal) })
 
 	byName := func(name string) fields.Selector { return fields.OneTermEqualSelector("metadata.name", name) }
 	byObject := map[client.Object]cache.ByObject{
@@ -253,6 +254,9 @@ func Setup(mgr manager.Manager, opts Options) (<-chan struct{}, error) {
 	}
 
 	r := newRotator(opts, c, mgr.GetClient(), mgr.GetLogger().WithName("cert-rotator"), clock.RealClock{})
+	if r.serverClock, err = apiServerClock(mgr.GetConfig()); err != nil {
+		return nil, err
+	}
 	ctrl, err := controller.NewUnmanaged("cert-rotator", controller.Options{
 		Reconciler:              r,
 		MaxConcurrentReconciles: 1,
@@ -313,6 +317,9 @@ type rotator struct {
 	// Reconcile runs one at a time (MaxConcurrentReconciles 1): no lock.
 	nextSeenRaw []byte
 	nextSeen    time.Time
+	// serverClock, when set, checks this replica's clock against the API server's (now).
+	serverClock serverClock
+	skewed      bool
 }
 
 // Reconcile: the Secret's next state (step), then the caBundles (publish), then CertDir
@@ -330,10 +337,12 @@ func (r *rotator) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	now := r.clock.Now()
+	now := r.now(ctx)
 	live := liveBundles(configs)
 	st := decode(secret.Data, flatten(live), now)
-	settled, graceLeft := r.nextSettled(st, live, now)
+	// The grace is a duration on this replica's own monotonic clock, never a comparison of
+	// clocks: the skew correction stays out of it.
+	settled, graceLeft := r.nextSettled(st, live, r.clock.Now())
 	out, pl, err := step(st, now, settled, r.opts.params())
 	if err != nil {
 		rotationsTotal.WithLabelValues("error").Inc()

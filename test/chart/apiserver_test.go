@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/certs"
@@ -149,6 +150,13 @@ func TestHelmUpgradeKeepsCertificates(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatal("rotator not ready with the chart's RBAC after 60s")
 	}
+	// The rotator checks its clock against the API server's with the chart's RBAC alone.
+	ok := gathered(t, "pushgateway_lifecycle_certificate_clock_checks_total", "ok")
+	failed := gathered(t, "pushgateway_lifecycle_certificate_clock_checks_total", "error")
+	skew := gathered(t, "pushgateway_lifecycle_certificate_clock_skew_seconds", "")
+	if ok < 1 || failed != 0 || skew < -5 || skew > 5 {
+		t.Errorf("clock checks ok %v, failed %v, skew %vs: want at least one good read, none failed, |skew| < 5 s on one host", ok, failed, skew)
+	}
 
 	cs := cp.Clientset
 	snapshot := func() (secret map[string][]byte, mwcCA, vwcCA []byte, timeout int32) {
@@ -194,4 +202,29 @@ func TestHelmUpgradeKeepsCertificates(t *testing.T) {
 	if !bytes.Equal(mwcAfter, mwcCA) || !bytes.Equal(vwcAfter, vwcCA) {
 		t.Error("helm upgrade changed or removed the injected caBundle")
 	}
+}
+
+// gathered is the value of a metric in controller-runtime's registry, where the product's
+// collectors are registered (0 when absent); result selects the series of that label.
+func gathered(t *testing.T, name, result string) float64 {
+	t.Helper()
+	mfs, err := ctrlmetrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			match := result == ""
+			for _, l := range m.GetLabel() {
+				match = match || (l.GetName() == "result" && l.GetValue() == result)
+			}
+			if match {
+				return m.GetGauge().GetValue() + m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }
