@@ -95,6 +95,13 @@ func SplitDocuments(r io.Reader) ([][]byte, error) {
 		line := sc.Bytes()
 		if isSeparator(line) {
 			flush()
+			// "--- # Source: chart/templates/x.yaml": the comment opens the next document
+			// (written on the line after the separator, where Helm writes it) instead of
+			// being lost with the separator.
+			if c := bytes.TrimLeft(line[3:], " \t"); len(c) > 0 && c[0] == '#' {
+				cur.Write(c)
+				cur.WriteByte('\n')
+			}
 			continue
 		}
 		if cur.Len()+len(line) > MaxDocumentBytes {
