@@ -16,7 +16,9 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/annotations"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/certs"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/drift"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/preview"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/server"
@@ -104,6 +106,8 @@ func serve(args []string, stderr io.Writer) int {
 	fs.DurationVar(&rot.CertValidity, "cert-validity", certs.DefaultCertValidity, "With --cert-rotation: lifetime of a serving certificate; renewed during its last third.")
 	fs.DurationVar(&rot.RolloverGrace, "cert-rollover-grace", certs.DefaultRolloverGrace, "With --cert-rotation: how long a new CA must have been in every caBundle before certificates signed by it are served.")
 	fs.BoolVar(&o.Handoff, "handoff", o.Handoff, "Hold a new pod (scheduling gate pushgateway-lifecycle.io/handoff) while a terminating pod still holds the PersistentVolumeClaim or hostPath it mounts, and lift the gate once that pod has stopped (needs pods get/list/watch/patch).")
+	driftWatch := fs.Bool("drift-watch", false, "Report every selected running pod without the product's spec (created while the webhook was unreachable, before its namespace opted in, or before a policy change): the gauge pushgateway_lifecycle_unprotected_pods and a Warning event PushgatewayUnprotected on the pod (needs pods and namespaces get/list/watch, events create).")
+	driftSelector := fs.String("namespace-selector", annotations.LabelInjection+"="+annotations.InjectionEnabled, `With --drift-watch: the namespaces the webhook is called for, as the mutating webhook's namespaceSelector: a label selector ("a=b,c in (d)") or that LabelSelector as JSON (the chart passes it); kube-system and $POD_NAMESPACE are never opted in.`)
 	fs.BoolVar(&o.LeaderElection, "leader-elect", o.LeaderElection, "Run the controllers on one replica at a time (a Lease in --leader-election-namespace); the webhook runs on every replica.")
 	fs.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", os.Getenv("POD_NAMESPACE"), "Namespace of the leader election Lease (default $POD_NAMESPACE).")
 	fs.StringVar(&o.LeaderElectionID, "leader-election-id", o.LeaderElectionID, "Name of the leader election Lease.")
@@ -120,6 +124,18 @@ func serve(args []string, stderr io.Writer) int {
 	}
 	if *rotate {
 		o.CertRotation = &rot
+	}
+	if *driftWatch {
+		sel, err := drift.ParseSelector(*driftSelector)
+		if err != nil {
+			fmt.Fprintf(stderr, "error: --namespace-selector %q: %v\n", *driftSelector, err)
+			return exitBadArgs
+		}
+		ex := []string{"kube-system"}
+		if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+			ex = append(ex, ns)
+		}
+		o.Drift = &drift.Scope{NamespaceSelector: sel, Excluded: ex}
 	}
 	log := zap.New(zap.UseFlagOptions(&zapOpts))
 	ctrl.SetLogger(log)

@@ -104,6 +104,9 @@ func NewIndex(mgr manager.Manager, sels []labels.Selector) (*Index, error) {
 	return ix, nil
 }
 
+// Caches are the label-filtered pod caches, for other controllers that watch the same pods.
+func (ix *Index) Caches() []cache.Cache { return ix.caches }
+
 // Synced is closed once every cache has listed its pods: before that, an absent sibling
 // proves nothing, so the webhook stays unready.
 func (ix *Index) Synced() <-chan struct{} { return ix.synced }

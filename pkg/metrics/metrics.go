@@ -38,6 +38,12 @@ var (
 		Name: "pushgateway_lifecycle_handoff_checks_total",
 		Help: "Handoff lookups at admission of pods that mount a shared volume, by result (gated, free, error).",
 	}, []string{"result"})
+	// UnprotectedPods is the drift watch's count of selected, running pods that lack the
+	// product's spec, by namespace and audit state (Unprotected, Drifted, Invalid).
+	UnprotectedPods = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "pushgateway_lifecycle_unprotected_pods",
+		Help: "Selected running pods without the product's spec (the audit states Unprotected, Drifted and Invalid), by the pods' namespace (pod_namespace: the scrape adds its own namespace label) and state; reported by the controller's leader.",
+	}, []string{"pod_namespace", "state"})
 	// HandoffHeldPods is the number of pods held by the handoff gate now.
 	HandoffHeldPods = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "pushgateway_lifecycle_handoff_held_pods",
@@ -54,7 +60,7 @@ var (
 
 func init() {
 	crmetrics.Registry.MustRegister(PodsTotal, WorkloadsTotal, PolicyReloadsTotal, RequestErrorsTotal,
-		HandoffChecksTotal, HandoffHeldPods, HandoffHoldSeconds)
+		HandoffChecksTotal, HandoffHeldPods, HandoffHoldSeconds, UnprotectedPods)
 	for _, r := range []string{"gated", "free", "error"} {
 		HandoffChecksTotal.WithLabelValues(r)
 	}

@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/certs"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/drift"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/handoff"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/metrics"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
@@ -71,6 +72,10 @@ type Options struct {
 	// Handoff runs the handoff gate: the webhook holds a replacement pod whose shared volume a
 	// terminating predecessor still holds, and the controller lifts the gate (pkg/handoff).
 	Handoff bool
+	// Drift, when set, runs the drift watch (pkg/drift) on the leader: every selected running
+	// pod without the product's spec is counted and gets a Warning event. Scope is which
+	// namespaces the webhook is called for. It shares the handoff gate's pod caches.
+	Drift *drift.Scope
 	// LeaderElection makes one replica run the controllers (the handoff controller); the
 	// caches, the webhook and the certificate rotator run on every replica.
 	LeaderElection          bool
@@ -324,7 +329,7 @@ func (o *Options) setupManager(log logr.Logger, pol *policy.Watcher) (*handoff.I
 		}
 		o.ExtraReady = append(o.ExtraReady, ready)
 	}
-	if !o.Handoff {
+	if !o.Handoff && o.Drift == nil {
 		return nil, nil
 	}
 	sels, err := handoff.Selectors(pol.Current())
@@ -334,6 +339,14 @@ func (o *Options) setupManager(log logr.Logger, pol *policy.Watcher) (*handoff.I
 	ix, err := handoff.NewIndex(mgr, sels)
 	if err != nil {
 		return nil, err
+	}
+	if o.Drift != nil {
+		if _, err := drift.Setup(mgr, ix, pol, *o.Drift, log.WithName("drift")); err != nil {
+			return nil, err
+		}
+	}
+	if !o.Handoff {
+		return nil, nil
 	}
 	if err := handoff.SetupController(mgr, ix, pol, log.WithName("handoff")); err != nil {
 		return nil, err

@@ -182,9 +182,13 @@ func (e *env) tearDown() {
 func setUp(ctx context.Context, t *testing.T, cp *harness.ControlPlane, client kubernetes.Interface, rec *harness.WarningRecorder, id, policyText string, pol *policy.Policy) *env {
 	t.Helper()
 	e := &env{}
-	policyFile := filepath.Join(t.TempDir(), "policy.yaml")
-	if err := os.WriteFile(policyFile, []byte(policyText), 0o600); err != nil {
-		t.Fatal(err)
+	// No text is the built-in defaults: no policy file (the server refuses an empty one).
+	var policyFile string
+	if strings.TrimSpace(policyText) != "" {
+		policyFile = filepath.Join(t.TempDir(), "policy.yaml")
+		if err := os.WriteFile(policyFile, []byte(policyText), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	wh := cp.StartWebhook(t, harness.WebhookOptions{PolicyFile: policyFile})
 	cfgs := harness.DefaultWebhookConfigs().PointAt(wh.URL(""), cp.CAData)

@@ -261,6 +261,7 @@ func TestRBACGrants(t *testing.T) {
 	t.Run("default", func(t *testing.T) {
 		r := render(t, nil)
 		want := []string{
+			"ClusterRole : groups=[] resources=[namespaces] names=[] verbs=[get list watch] nonResource=[]",
 			"ClusterRole : groups=[] resources=[pods] names=[] verbs=[get list watch patch] nonResource=[]",
 			"ClusterRole : groups=[admissionregistration.k8s.io] resources=[mutatingwebhookconfigurations] names=[pushgateway-lifecycle] verbs=[get list watch update] nonResource=[]",
 			"ClusterRole : groups=[admissionregistration.k8s.io] resources=[validatingwebhookconfigurations] names=[pushgateway-lifecycle] verbs=[get list watch update] nonResource=[]",
@@ -290,7 +291,8 @@ func TestRBACGrants(t *testing.T) {
 		args := strings.Join(d.Spec.Template.Spec.Containers[0].Args, " ")
 		for _, a := range []string{"--cert-rotation", "--cert-secret-name=pushgateway-lifecycle-certs", "--cert-service-name=pushgateway-lifecycle",
 			"--cert-namespace=" + namespace, "--mutating-webhook-name=pushgateway-lifecycle", "--validating-webhook-name=pushgateway-lifecycle",
-			"--handoff", "--leader-elect", "--leader-election-id=pushgateway-lifecycle-handoff"} {
+			"--handoff", "--leader-elect", "--leader-election-id=pushgateway-lifecycle-handoff", "--drift-watch",
+			`--namespace-selector={"matchExpressions":[{"key":"kubernetes.io/metadata.name","operator":"NotIn","values":["kube-system","` + namespace + `"]}],"matchLabels":{"pushgateway-lifecycle.io/injection":"enabled"}}`} {
 			if !strings.Contains(args, a) {
 				t.Errorf("args lack %s: %s", a, args)
 			}
@@ -303,8 +305,8 @@ func TestRBACGrants(t *testing.T) {
 				t.Errorf("rotation right with cert-manager: %s", g)
 			}
 		}
-		if n := len(rbacGrants(t, r)); n != 5 {
-			t.Errorf("%d grants, want the handoff gate's 5", n)
+		if n := len(rbacGrants(t, r)); n != 6 {
+			t.Errorf("%d grants, want the handoff gate's 5 and the drift watch's namespaces", n)
 		}
 		var d appsv1.Deployment
 		r.one(t, "Deployment", &d)
