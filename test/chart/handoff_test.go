@@ -116,28 +116,10 @@ func TestHandoffPodUpdatePolicy(t *testing.T) {
 		}
 	}
 	// The chart's handoff objects and its ServiceAccount, nothing else.
-	var docs []string
-	for _, o := range render(t, nil) {
-		name := o.GetName()
-		if o.GetKind() == "ServiceAccount" || strings.HasSuffix(name, "-handoff") || strings.HasSuffix(name, handoffPolicySuffix) {
-			y, err := yaml.Marshal(o.Object)
-			if err != nil {
-				t.Fatal(err)
-			}
-			docs = append(docs, string(y))
-		}
-	}
-	if len(docs) != 5 {
-		t.Fatalf("%d handoff objects rendered, want ServiceAccount, ClusterRole(Binding), policy and binding", len(docs))
-	}
-	if _, stderr, err := cp.Kubectl(ctx, strings.NewReader(strings.Join(docs, "---\n")), "apply", "-f", "-"); err != nil {
-		t.Fatalf("apply: %v\n%s", err, stderr)
-	}
-
-	cfg := cp.RESTConfig()
-	cfg.Impersonate.UserName = "system:serviceaccount:" + namespace + ":pushgateway-lifecycle"
-	cfg.Impersonate.Groups = []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"}
-	asProduct := kubernetes.NewForConfigOrDie(cfg)
+	applyRendered(ctx, t, cp, 5, "ServiceAccount, ClusterRole(Binding), policy and binding", func(kind, name string) bool {
+		return kind == "ServiceAccount" || strings.HasSuffix(name, "-handoff") || strings.HasSuffix(name, handoffPolicySuffix)
+	})
+	asProduct := asChartServiceAccount(cp)
 
 	seq := 0
 	gatedPod := func(t *testing.T) string {
@@ -232,4 +214,33 @@ func TestHandoffPodUpdatePolicy(t *testing.T) {
 			t.Errorf("delete as the ServiceAccount: %v, want Forbidden by RBAC", err)
 		}
 	})
+}
+
+// applyRendered applies the chart's objects that keep selects, which must be want of them.
+func applyRendered(ctx context.Context, t *testing.T, cp *harness.ControlPlane, want int, what string, keep func(kind, name string) bool) {
+	t.Helper()
+	var docs []string
+	for _, o := range render(t, nil) {
+		if keep(o.GetKind(), o.GetName()) {
+			y, err := yaml.Marshal(o.Object)
+			if err != nil {
+				t.Fatal(err)
+			}
+			docs = append(docs, string(y))
+		}
+	}
+	if len(docs) != want {
+		t.Fatalf("%d objects rendered, want %s", len(docs), what)
+	}
+	if _, stderr, err := cp.Kubectl(ctx, strings.NewReader(strings.Join(docs, "---\n")), "apply", "-f", "-"); err != nil {
+		t.Fatalf("apply: %v\n%s", err, stderr)
+	}
+}
+
+// asChartServiceAccount is a client that impersonates the chart's ServiceAccount.
+func asChartServiceAccount(cp *harness.ControlPlane) kubernetes.Interface {
+	cfg := cp.RESTConfig()
+	cfg.Impersonate.UserName = "system:serviceaccount:" + namespace + ":pushgateway-lifecycle"
+	cfg.Impersonate.Groups = []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"}
+	return kubernetes.NewForConfigOrDie(cfg)
 }

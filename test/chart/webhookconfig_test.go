@@ -14,8 +14,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
-	"sigs.k8s.io/yaml"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
 
@@ -66,53 +64,15 @@ func TestWebhookConfigPolicy(t *testing.T) {
 	if err := cp.CreateNamespace(ctx, namespace, false); err != nil {
 		t.Fatal(err)
 	}
-	var docs []string
-	for _, o := range render(t, nil) {
-		name, kind := o.GetName(), o.GetKind()
-		if kind == "ServiceAccount" || kind == "MutatingWebhookConfiguration" || kind == "ValidatingWebhookConfiguration" ||
-			(strings.HasPrefix(kind, "ClusterRole") && strings.HasSuffix(name, "-cert-rotation")) {
-			y, err := yaml.Marshal(o.Object)
-			if err != nil {
-				t.Fatal(err)
-			}
-			docs = append(docs, string(y))
-		}
-	}
-	if len(docs) != 5 {
-		t.Fatalf("%d objects rendered, want ServiceAccount, ClusterRole(Binding) and two configurations", len(docs))
-	}
-	if _, stderr, err := cp.Kubectl(ctx, strings.NewReader(strings.Join(docs, "---\n")), "apply", "-f", "-"); err != nil {
-		t.Fatalf("apply: %v\n%s", err, stderr)
-	}
-	cfg := cp.RESTConfig()
-	cfg.Impersonate.UserName = "system:serviceaccount:" + namespace + ":pushgateway-lifecycle"
-	cfg.Impersonate.Groups = []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"}
-	asProduct := kubernetes.NewForConfigOrDie(cfg)
+	applyRendered(ctx, t, cp, 5, "ServiceAccount, ClusterRole(Binding) and two configurations", func(kind, name string) bool {
+		return kind == "ServiceAccount" || kind == "MutatingWebhookConfiguration" || kind == "ValidatingWebhookConfiguration" ||
+			(strings.HasPrefix(kind, "ClusterRole") && strings.HasSuffix(name, "-cert-rotation"))
+	})
+	asProduct := asChartServiceAccount(cp)
 	const config = "pushgateway-lifecycle"
 	mwcs, vwcs := asProduct.AdmissionregistrationV1().MutatingWebhookConfigurations(), asProduct.AdmissionregistrationV1().ValidatingWebhookConfigurations()
-	// RBAC grants update, not patch (what the rotator does): apply the patch here, then update.
-	patchMWC := func(ops ...map[string]any) error {
-		m, err := mwcs.Get(ctx, config, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		if err := applyJSONPatch(m, ops); err != nil {
-			t.Fatal(err)
-		}
-		_, err = mwcs.Update(ctx, m, metav1.UpdateOptions{})
-		return err
-	}
-	patchVWC := func(ops ...map[string]any) error {
-		v, err := vwcs.Get(ctx, config, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		if err := applyJSONPatch(v, ops); err != nil {
-			t.Fatal(err)
-		}
-		_, err = vwcs.Update(ctx, v, metav1.UpdateOptions{})
-		return err
-	}
+	patchMWC := func(ops ...map[string]any) error { return getPatchUpdate(ctx, t, mwcs, config, ops) }
+	patchVWC := func(ops ...map[string]any) error { return getPatchUpdate(ctx, t, vwcs, config, ops) }
 	relabel := map[string]any{"op": "add", "path": "/metadata/labels/evil", "value": "yes"}
 
 	// The static policy is loaded at start; the wait only covers the informers' first sync.
@@ -215,4 +175,22 @@ func applyJSONPatch(obj any, ops []map[string]any) error {
 	// Decoded into a zeroed object: json.Unmarshal keeps the fields a removal took out.
 	reflect.ValueOf(obj).Elem().SetZero()
 	return json.Unmarshal(doc, obj)
+}
+
+// getPatchUpdate applies ops to a fresh read of the object and updates it: RBAC grants the
+// rotator update, not patch, and this is how it writes.
+func getPatchUpdate[T any](ctx context.Context, t *testing.T, c interface {
+	Get(context.Context, string, metav1.GetOptions) (T, error)
+	Update(context.Context, T, metav1.UpdateOptions) (T, error)
+}, name string, ops []map[string]any) error {
+	t.Helper()
+	obj, err := c.Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	if err := applyJSONPatch(obj, ops); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Update(ctx, obj, metav1.UpdateOptions{})
+	return err
 }
