@@ -329,6 +329,7 @@ func TestNodeChart(t *testing.T) {
 				t.Error(err)
 			}
 		})
+		deleteOutage(n, "graceful")
 		t.Logf("one webhook pod deleted (graceful): %d of %d pods created unmutated", r.unmutated, r.total)
 		if r.unmutated != 0 {
 			t.Errorf("graceful delete of one replica: %d of %d pods created unmutated, want 0", r.unmutated, r.total)
@@ -348,6 +349,14 @@ func TestNodeChart(t *testing.T) {
 		if r.total == 0 {
 			t.Error("no pod created")
 		}
+		// Issue 26: every pod that got through is reported by the drift watch within 30 s (the
+		// killed replica may have been the controllers' leader: the other takes the Lease over).
+		if len(r.unmutatedPods) > 0 {
+			if worst, _ := driftReported(t, n, r.unmutatedPods); worst >= 0 {
+				t.Logf("drift watch: all %d unmutated pods reported, at most %.1f s after their creation", len(r.unmutatedPods), worst.Seconds())
+			}
+		}
+		deleteOutage(n, "sigkill")
 
 		kubectl(t, n, nil, "-n", harness.ChartNamespace, "scale", "deployment", harness.ChartReleaseName, "--replicas=0")
 		waitGone(t, n, harness.ChartNamespace, webhookSelector, 2*time.Minute)
@@ -358,6 +367,12 @@ func TestNodeChart(t *testing.T) {
 		}
 		kubectl(t, n, nil, "-n", harness.ChartNamespace, "scale", "deployment", harness.ChartReleaseName, "--replicas=2")
 		waitReady(t, n, harness.ChartNamespace, webhookSelector, 2, 3*time.Minute)
+		// Issue 26: what got through while nothing served is reported once a replica is back.
+		ready := time.Now()
+		if _, last := driftReported(t, n, r.unmutatedPods); !last.IsZero() {
+			t.Logf("drift watch: all %d pods created while no replica served reported, the last %.1f s after both replicas were Ready", len(r.unmutatedPods), last.Sub(ready).Seconds())
+		}
+		deleteOutage(n, "none")
 	})
 
 	t.Run("helm upgrade keeps the certificates", func(t *testing.T) {
@@ -528,7 +543,12 @@ func waitGone(t *testing.T, n *harness.Node, ns, selector string, timeout time.D
 	}
 }
 
-type outage struct{ total, unmutated int }
+type outage struct {
+	total, unmutated int
+	// unmutatedPods are the names of the pods created without the hook; they are left in
+	// place for the caller (deleteOutage) so that the drift watch can be checked on them.
+	unmutatedPods []string
+}
 
 // createDuring creates a selected Pushgateway-like pod every 100 ms in the opted-in namespace
 // for 2 s, runs disrupt, keeps creating for 15 s, and counts the pods created without the
@@ -562,12 +582,68 @@ func createDuring(t *testing.T, n *harness.Node, name string, disrupt func()) ou
 			r.total++
 			if c := got.Spec.Containers[0]; c.Lifecycle == nil || c.Lifecycle.PreStop == nil {
 				r.unmutated++
+				r.unmutatedPods = append(r.unmutatedPods, got.Name)
 			}
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	_ = n.Clientset.CoreV1().Pods("monitoring").DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: "outage=" + name})
 	return r
+}
+
+func deleteOutage(n *harness.Node, name string) {
+	_ = n.Clientset.CoreV1().Pods("monitoring").DeleteCollection(context.Background(), metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: "outage=" + name})
+}
+
+// driftReported waits up to 30 s for the drift watch's Warning event on each named pod and
+// returns the longest delay from a pod's creation to its event, and the last event's time
+// (-1 and zero when some pod got none).
+func driftReported(t *testing.T, n *harness.Node, names []string) (time.Duration, time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		evs, err := n.Clientset.CoreV1().Events("monitoring").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		at := map[string]time.Time{}
+		for _, e := range evs.Items {
+			if e.Reason != "PushgatewayUnprotected" {
+				continue
+			}
+			ts := e.EventTime.Time
+			if ts.IsZero() {
+				ts = e.FirstTimestamp.Time
+			}
+			at[e.InvolvedObject.Name] = ts
+		}
+		var missing []string
+		var worst time.Duration
+		var last time.Time
+		for _, name := range names {
+			ts, ok := at[name]
+			if !ok {
+				missing = append(missing, name)
+				continue
+			}
+			if ts.After(last) {
+				last = ts
+			}
+			p, err := n.Clientset.CoreV1().Pods("monitoring").Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			worst = max(worst, ts.Sub(p.CreationTimestamp.Time))
+		}
+		if len(missing) == 0 {
+			return worst, last
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("drift watch: no PushgatewayUnprotected event within 30 s on %d of %d unmutated pods: %v", len(missing), len(names), missing)
+			return -1, time.Time{}
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 }
 
 type termination struct {
