@@ -203,6 +203,10 @@ TEST_VERSIONS ?= v1.30.14 v1.31.14 v1.32.13 v1.33.13 v1.34.4 v1.35.4 v1.36.3 v1.
 test-versions: build helm ## e2e, chart dry-run and sleep-action tests against every Kubernetes release in TEST_VERSIONS (binaries built once each).
 	KUBECTL_VERSION=$(KUBE_VERSION) ./hack/test-versions.sh $(TEST_VERSIONS)
 
+.PHONY: proof-fail-closed
+proof-fail-closed: node-packages build node-binaries pushgateway ## webhook.failurePolicy=Fail on the real node (root): refusals and recovery with one replica SIGKILLed and with none (docs/reliability.md).
+	PGL_REQUIRE_NODE=1 go test -count=1 -p 1 -timeout 25m -v -run TestNodeFailClosed ./test/node/ -args -fail-closed
+
 .PHONY: proof-node
 proof-node: node-packages build node-binaries pushgateway ## The termination proof's three arms on the real node (root): writes docs/why-node.md and docs/proof-node/.
 	@command -v busybox >/dev/null || apt-get install -y busybox-static
