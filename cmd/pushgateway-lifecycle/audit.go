@@ -14,7 +14,6 @@ import (
 	"github.com/spf13/pflag"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -58,7 +57,7 @@ func auditCmd(args []string, stdout, stderr io.Writer) int {
 	release := fs.String("from-release", "", "Read the policy from the ConfigMap of this Helm release of the chart.")
 	releaseNS := fs.String("release-namespace", "pushgateway-lifecycle-system", "Namespace of the release (--from-release); the webhook is never called for it.")
 	scope := fs.String("scope", "namespace", `The chart's webhook.scope: "namespace" (namespaces matching --namespace-selector) or "cluster" (every namespace).`)
-	nsSelector := fs.String("namespace-selector", annotations.LabelInjection+"="+annotations.InjectionEnabled, "Label selector of the opted-in namespaces (the chart's webhook.namespaceSelector).")
+	nsSelector := fs.String("namespace-selector", annotations.LabelInjection+"="+annotations.InjectionEnabled, "Label selector of the opted-in namespaces (the chart's webhook.namespaceSelector), or that LabelSelector as JSON.")
 	excluded := fs.StringSlice("excluded-namespaces", []string{"kube-system"}, "Namespaces the webhook is never called for (the chart's webhook.excludedNamespaces; kube-system and --release-namespace always are).")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
@@ -79,7 +78,7 @@ func auditCmd(args []string, stdout, stderr io.Writer) int {
 	if *scope != "namespace" && *scope != "cluster" {
 		return fail(`--scope %q: must be "namespace" or "cluster"`, *scope)
 	}
-	sel, err := labels.Parse(*nsSelector)
+	sel, err := audit.ParseNamespaceSelector(*nsSelector)
 	if err != nil {
 		return fail("--namespace-selector %q: %v", *nsSelector, err)
 	}
@@ -139,7 +138,7 @@ func auditCmd(args []string, stdout, stderr io.Writer) int {
 		sc.NamespaceSelector = sel.String()
 	}
 	opts := audit.Options{Namespace: *namespace, AllNamespaces: *all, Policy: pol,
-		ClusterScope: *scope == "cluster", NamespaceSelector: sel, Excluded: ex, PageSize: *chunk}
+		NamespaceScope: audit.NamespaceScope{ClusterScope: *scope == "cluster", NamespaceSelector: sel, Excluded: ex}, PageSize: *chunk}
 	rep, err := audit.Run(ctx, client, opts, sc)
 	if err != nil {
 		return fail("%v (API server %s)", err, cfg.Host)

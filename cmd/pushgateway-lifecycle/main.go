@@ -17,8 +17,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/annotations"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/audit"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/certs"
-	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/drift"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/preview"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/server"
@@ -126,7 +126,7 @@ func serve(args []string, stderr io.Writer) int {
 		o.CertRotation = &rot
 	}
 	if *driftWatch {
-		sel, err := drift.ParseSelector(*driftSelector)
+		sel, err := audit.ParseNamespaceSelector(*driftSelector)
 		if err != nil {
 			fmt.Fprintf(stderr, "error: --namespace-selector %q: %v\n", *driftSelector, err)
 			return exitBadArgs
@@ -135,7 +135,7 @@ func serve(args []string, stderr io.Writer) int {
 		if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
 			ex = append(ex, ns)
 		}
-		o.Drift = &drift.Scope{NamespaceSelector: sel, Excluded: ex}
+		o.Drift = &audit.NamespaceScope{NamespaceSelector: sel, Excluded: ex}
 	}
 	log := zap.New(zap.UseFlagOptions(&zapOpts))
 	ctrl.SetLogger(log)

@@ -2,8 +2,10 @@ package audit
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -31,11 +33,8 @@ type Options struct {
 	Namespace     string
 	AllNamespaces bool
 	Policy        *policy.Policy
-	// ClusterScope: the webhook is called for every namespace but Excluded (the chart's
-	// webhook.scope=cluster); otherwise for the namespaces NamespaceSelector matches, minus Excluded.
-	ClusterScope      bool
-	NamespaceSelector labels.Selector
-	Excluded          []string
+	// NamespaceScope is which namespaces the webhook is called for.
+	NamespaceScope
 	// PageSize is the list limit (DefaultPageSize when 0); Workers bound the concurrent owner
 	// and template reads (8 when 0).
 	PageSize int64
@@ -49,17 +48,45 @@ type FatalError struct{ Err error }
 func (e *FatalError) Error() string { return e.Err.Error() }
 func (e *FatalError) Unwrap() error { return e.Err }
 
-// optedIn reports whether the webhook is called for pods of ns.
-func (o *Options) optedIn(ns *corev1.Namespace) bool {
-	for _, x := range o.Excluded {
-		if x == ns.Name {
-			return false
+// NamespaceScope says which namespaces the webhook is called for, as the chart configures
+// it; `audit` and the controller's drift watch both judge a pod's namespace by it.
+type NamespaceScope struct {
+	// ClusterScope: the webhook is called for every namespace but Excluded (the chart's
+	// webhook.scope=cluster); otherwise for the namespaces NamespaceSelector matches, minus Excluded.
+	ClusterScope      bool
+	NamespaceSelector labels.Selector
+	Excluded          []string
+}
+
+// OptedIn reports whether the webhook is called for pods of the namespace with these labels.
+func (s NamespaceScope) OptedIn(name string, nsLabels map[string]string) bool {
+	if slices.Contains(s.Excluded, name) {
+		return false
+	}
+	return s.ClusterScope || (s.NamespaceSelector != nil && s.NamespaceSelector.Matches(labels.Set(nsLabels)))
+}
+
+// ParseNamespaceSelector reads a namespace selector: a LabelSelector as JSON (what the chart
+// passes the drift watch: the mutating webhook's own namespaceSelector, exclusions included)
+// or a label selector string.
+func ParseNamespaceSelector(s string) (labels.Selector, error) {
+	if strings.HasPrefix(strings.TrimSpace(s), "{") {
+		var ls metav1.LabelSelector
+		if err := json.Unmarshal([]byte(s), &ls); err != nil {
+			return nil, fmt.Errorf("not a LabelSelector in JSON: %w", err)
 		}
+		return metav1.LabelSelectorAsSelector(&ls)
 	}
-	if o.ClusterScope {
-		return true
+	return labels.Parse(s)
+}
+
+// DeploymentOf names the Deployment that owns a ReplicaSet, which the Deployment controller
+// names <deployment>-<pod-template-hash>; ok is false for a ReplicaSet named otherwise.
+func DeploymentOf(replicaSet, podTemplateHash string) (string, bool) {
+	if podTemplateHash == "" || !strings.HasSuffix(replicaSet, "-"+podTemplateHash) {
+		return "", false
 	}
-	return o.NamespaceSelector != nil && o.NamespaceSelector.Matches(labels.Set(ns.Labels))
+	return strings.TrimSuffix(replicaSet, "-"+podTemplateHash), true
 }
 
 // auditor holds one run's state.
@@ -147,7 +174,7 @@ func (a *auditor) readNamespaces(ctx context.Context) error {
 			// Forbidden and the like: audit the pods anyway, without the opt-in check.
 			return a.record(err, "get", "namespaces", "")
 		}
-		in := a.o.optedIn(ns)
+		in := a.o.OptedIn(ns.Name, ns.Labels)
 		a.ns = map[string]*bool{ns.Name: &in}
 		return nil
 	}
@@ -159,7 +186,7 @@ func (a *auditor) readNamespaces(ctx context.Context) error {
 			return a.record(err, "list", "namespaces", "")
 		}
 		for i := range list.Items {
-			in := a.o.optedIn(&list.Items[i])
+			in := a.o.OptedIn(list.Items[i].Name, list.Items[i].Labels)
 			m[list.Items[i].Name] = &in
 		}
 		if opts.Continue = list.Continue; opts.Continue == "" {
@@ -316,9 +343,8 @@ func (a *auditor) topOwner(ctx context.Context, k okey, po *podOwner) (Ref, bool
 		// The Deployment controller names its ReplicaSets <deployment>-<pod-template-hash>:
 		// read that Deployment first, which the template needs anyway, and accept it when its
 		// selector selects the pod. One request per workload instead of two.
-		var inferred string
-		if po.hash != "" && strings.HasSuffix(k.name, "-"+po.hash) {
-			inferred = strings.TrimSuffix(k.name, "-"+po.hash)
+		inferred, ok := DeploymentOf(k.name, po.hash)
+		if ok {
 			if w, ok := a.listed[okey{k.ns, "Deployment", inferred}]; ok && !w.selector.Empty() && w.selector.Matches(labels.Set(po.labels)) {
 				a.mu.Lock()
 				a.b.SetTemplate(k.ns, Ref{"Deployment", inferred}, w.verdict)

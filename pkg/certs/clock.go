@@ -33,12 +33,9 @@ var clockChecksTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 type serverClock func(ctx context.Context) (time.Time, error)
 
 // apiServerClock reads the Date header of GET /version, which every client may read (the
-// system:public-info-viewer role), so it needs no RBAC of its own.
-func apiServerClock(cfg *rest.Config) (serverClock, error) {
-	hc, err := rest.HTTPClientFor(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("certs: API server clock: %w", err)
-	}
+// system:public-info-viewer role), so it needs no RBAC of its own. hc is the manager's
+// client: its connections to the API server are reused.
+func apiServerClock(cfg *rest.Config, hc *http.Client) (serverClock, error) {
 	base, _, err := rest.DefaultServerUrlFor(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("certs: API server clock: %w", err)

@@ -254,7 +254,7 @@ func Setup(mgr manager.Manager, opts Options) (<-chan struct{}, error) {
 	}
 
 	r := newRotator(opts, c, mgr.GetClient(), mgr.GetLogger().WithName("cert-rotator"), clock.RealClock{})
-	if r.serverClock, err = apiServerClock(mgr.GetConfig()); err != nil {
+	if r.serverClock, err = apiServerClock(mgr.GetConfig(), mgr.GetHTTPClient()); err != nil {
 		return nil, err
 	}
 	ctrl, err := controller.NewUnmanaged("cert-rotator", controller.Options{

@@ -8,9 +8,7 @@ package drift
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -18,7 +16,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -45,37 +42,6 @@ const ControllerName = "pushgateway-lifecycle.io/drift"
 // policy may have been reloaded or its namespace relabelled since.
 const Recheck = time.Minute
 
-// Scope says which namespaces the webhook is called for, as the chart configures it.
-type Scope struct {
-	ClusterScope      bool
-	NamespaceSelector labels.Selector
-	Excluded          []string
-}
-
-// OptedIn reports whether the webhook is called for pods of a namespace with these labels.
-func (s Scope) OptedIn(name string, nsLabels map[string]string) bool {
-	for _, x := range s.Excluded {
-		if x == name {
-			return false
-		}
-	}
-	return s.ClusterScope || (s.NamespaceSelector != nil && s.NamespaceSelector.Matches(labels.Set(nsLabels)))
-}
-
-// ParseSelector reads a namespace selector: a LabelSelector as JSON (what the chart passes:
-// the mutating webhook's own namespaceSelector, exclusions included) or a label selector
-// string.
-func ParseSelector(s string) (labels.Selector, error) {
-	if strings.HasPrefix(strings.TrimSpace(s), "{") {
-		var ls metav1.LabelSelector
-		if err := json.Unmarshal([]byte(s), &ls); err != nil {
-			return nil, fmt.Errorf("not a LabelSelector in JSON: %w", err)
-		}
-		return metav1.LabelSelectorAsSelector(&ls)
-	}
-	return labels.Parse(s)
-}
-
 // PolicySource returns the policy in force.
 type PolicySource interface{ Current() *policy.Policy }
 
@@ -84,7 +50,7 @@ type Reconciler struct {
 	Index    *handoff.Index
 	Reader   client.Reader // namespaces' metadata
 	Policy   PolicySource
-	Scope    Scope
+	Scope    audit.NamespaceScope
 	Recorder recorder.EventRecorder
 	Log      logr.Logger
 
@@ -101,7 +67,7 @@ type judged struct {
 
 // Setup adds the drift watch to the manager; it runs on the leader only (the gauge and the
 // events are the leader's), on the handoff index's caches.
-func Setup(mgr manager.Manager, ix *handoff.Index, pol PolicySource, scope Scope, log logr.Logger) (*Reconciler, error) {
+func Setup(mgr manager.Manager, ix *handoff.Index, pol PolicySource, scope audit.NamespaceScope, log logr.Logger) (*Reconciler, error) {
 	r := &Reconciler{Index: ix, Reader: mgr.GetClient(), Policy: pol, Scope: scope,
 		Recorder: mgr.GetEventRecorder(ControllerName), Log: log}
 	c, err := controller.New("drift", mgr, controller.Options{
@@ -194,8 +160,8 @@ func Fix(pod *corev1.Pod) string {
 	w := audit.Ref{Kind: "Pod", Name: pod.Name}
 	if ref != nil {
 		w = audit.Ref{Kind: ref.Kind, Name: ref.Name}
-		if hash := pod.Labels["pod-template-hash"]; ref.Kind == "ReplicaSet" && hash != "" && strings.HasSuffix(ref.Name, "-"+hash) {
-			w = audit.Ref{Kind: "Deployment", Name: strings.TrimSuffix(ref.Name, "-"+hash)}
+		if d, ok := audit.DeploymentOf(ref.Name, pod.Labels["pod-template-hash"]); ok && ref.Kind == "ReplicaSet" {
+			w = audit.Ref{Kind: "Deployment", Name: d}
 		}
 	}
 	return audit.Restart(pod.Namespace, w, []string{pod.Name}) + fmt.Sprintf(" (then `pushgateway-lifecycle audit -n %s` shows it Protected)", pod.Namespace)

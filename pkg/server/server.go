@@ -26,6 +26,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/audit"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/certs"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/drift"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/handoff"
@@ -75,7 +76,7 @@ type Options struct {
 	// Drift, when set, runs the drift watch (pkg/drift) on the leader: every selected running
 	// pod without the product's spec is counted and gets a Warning event. Scope is which
 	// namespaces the webhook is called for. It shares the handoff gate's pod caches.
-	Drift *drift.Scope
+	Drift *audit.NamespaceScope
 	// LeaderElection makes one replica run the controllers (the handoff controller); the
 	// caches, the webhook and the certificate rotator run on every replica.
 	LeaderElection          bool

@@ -20,6 +20,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/annotations"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/audit"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/drift"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/engine"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/handoff"
@@ -96,7 +97,7 @@ func TestDriftWatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	scope := drift.Scope{NamespaceSelector: labels.SelectorFromSet(labels.Set{annotations.LabelInjection: annotations.InjectionEnabled}), Excluded: []string{"kube-system"}}
+	scope := audit.NamespaceScope{NamespaceSelector: labels.SelectorFromSet(labels.Set{annotations.LabelInjection: annotations.InjectionEnabled}), Excluded: []string{"kube-system"}}
 	if _, err := drift.Setup(mgr, ix, fixed{pol}, scope, zap.New(zap.WriteTo(os.Stderr))); err != nil {
 		t.Fatal(err)
 	}

@@ -59,10 +59,7 @@ func TestNodeFailClosed(t *testing.T) {
 			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app.kubernetes.io/name": "prometheus-pushgateway", "outage": "deployment"}},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app.kubernetes.io/name": "prometheus-pushgateway", "outage": "deployment"}},
-				Spec: corev1.PodSpec{
-					NodeSelector: map[string]string{"no-such-node": "true"},
-					Containers:   []corev1.Container{{Name: "pushgateway", Image: harness.PushgatewayImageRef, ImagePullPolicy: corev1.PullNever}},
-				},
+				Spec:       outagePodSpec(),
 			},
 		},
 	}
@@ -159,13 +156,7 @@ func createRefused(t *testing.T, n *harness.Node, name string, disrupt func()) r
 			disrupted = true
 		}
 		r.attempts++
-		pod := &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("fc-%s-%03d", name, i), Labels: map[string]string{"app.kubernetes.io/name": "prometheus-pushgateway", "outage": "fc-" + name}},
-			Spec: corev1.PodSpec{
-				NodeSelector: map[string]string{"no-such-node": "true"},
-				Containers:   []corev1.Container{{Name: "pushgateway", Image: harness.PushgatewayImageRef, ImagePullPolicy: corev1.PullNever}},
-			},
-		}
+		pod := outagePod(fmt.Sprintf("fc-%s-%03d", name, i), "fc-"+name)
 		got, err := n.Clientset.CoreV1().Pods("monitoring").Create(ctx, pod, metav1.CreateOptions{})
 		if err != nil {
 			r.refused++

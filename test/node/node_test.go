@@ -565,16 +565,7 @@ func createDuring(t *testing.T, n *harness.Node, name string, disrupt func()) ou
 			disrupt()
 			disrupted = true
 		}
-		pod := &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{
-				Name:   fmt.Sprintf("outage-%s-%03d", name, i),
-				Labels: map[string]string{"app.kubernetes.io/name": "prometheus-pushgateway", "outage": name},
-			},
-			Spec: corev1.PodSpec{
-				NodeSelector: map[string]string{"no-such-node": "true"},
-				Containers:   []corev1.Container{{Name: "pushgateway", Image: harness.PushgatewayImageRef, ImagePullPolicy: corev1.PullNever}},
-			},
-		}
+		pod := outagePod(fmt.Sprintf("outage-%s-%03d", name, i), name)
 		got, err := n.Clientset.CoreV1().Pods("monitoring").Create(ctx, pod, metav1.CreateOptions{})
 		if err != nil {
 			t.Errorf("create %s: %v", pod.Name, err)
@@ -588,6 +579,22 @@ func createDuring(t *testing.T, n *harness.Node, name string, disrupt func()) ou
 		time.Sleep(100 * time.Millisecond)
 	}
 	return r
+}
+
+// outagePod is a selected Pushgateway-like pod that never runs (a nodeSelector that matches
+// no node): only its admission matters.
+func outagePod(name, outage string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app.kubernetes.io/name": "prometheus-pushgateway", "outage": outage}},
+		Spec:       outagePodSpec(),
+	}
+}
+
+func outagePodSpec() corev1.PodSpec {
+	return corev1.PodSpec{
+		NodeSelector: map[string]string{"no-such-node": "true"},
+		Containers:   []corev1.Container{{Name: "pushgateway", Image: harness.PushgatewayImageRef, ImagePullPolicy: corev1.PullNever}},
+	}
 }
 
 func deleteOutage(n *harness.Node, name string) {
