@@ -68,6 +68,10 @@ type NodeOptions struct {
 	// Images are docker-archive tarballs imported into containerd before the kubelet starts,
 	// besides the pause image.
 	Images []string
+	// Workers is the number of nodes beside the first (0: one node, what runs fastest). Each
+	// worker is a kubelet with its own containerd, kube-proxy, network and mount namespace and
+	// pod range (see Worker); the control plane stays on the first node.
+	Workers int
 }
 
 // Node is a one-node Kubernetes cluster that runs pods for real: etcd, kube-apiserver,
@@ -88,8 +92,14 @@ type Node struct {
 	Clientset kubernetes.Interface
 	// Before is the host as it was before the node started; Stop compares against it.
 	Before *HostSnapshot
-	// Processes are the node's components in start order.
+	// Processes are the node's components in start order, the workers' included.
 	Processes []*Process
+	// Workers are the nodes beside this one (NodeOptions.Workers), in order.
+	Workers []*Worker
+	// SharedDir is a host directory that every node's mount namespace sees at the same path
+	// (it is outside what each node covers with its own): a hostPath volume there is what a
+	// network volume is to a real cluster, mountable by a pod on any node.
+	SharedDir string
 
 	opts       NodeOptions
 	start      time.Time
@@ -233,7 +243,8 @@ func StartNode(opts NodeOptions) (n *Node, err error) {
 	// Short: containerd's socket path must stay under 108 bytes.
 	n.Dir = "/tmp/pgln-" + n.ID
 	n.cgroupRoot = "pgln-" + n.ID
-	for _, d := range []string{"pki", "varlib", "varlog", "containerd/root", "containerd/state", "cni", "opt", "etcd"} {
+	n.SharedDir = filepath.Join(n.Dir, "shared")
+	for _, d := range []string{"pki", "varlib", "varlog", "containerd/root", "containerd/state", "cni", "opt", "etcd", "shared"} {
 		if err = os.MkdirAll(filepath.Join(n.Dir, d), 0o755); err != nil {
 			return nil, err
 		}
@@ -299,10 +310,20 @@ func StartNode(opts NodeOptions) (n *Node, err error) {
 		"--config="+filepath.Join(n.Dir, "kube-proxy.yaml"), "--v=1"); err != nil {
 		return n, err
 	}
-	if err = n.waitNodeReady(2 * time.Minute); err != nil {
-		return n, err
+	for i := 1; i <= opts.Workers; i++ {
+		w := newWorker(n, i)
+		n.Workers = append(n.Workers, w)
+		n.step("worker %s: namespaces (address %s, pods %s), containerd, images, kubelet, kube-proxy ...", w.Name, w.IP, w.PodCIDR)
+		if err = w.start(append(images, opts.Images...)); err != nil {
+			return n, err
+		}
 	}
-	n.step("node %s Ready", NodeName)
+	for _, name := range n.NodeNames() {
+		if err = n.waitNodeReady(name, 2*time.Minute); err != nil {
+			return n, err
+		}
+		n.step("node %s Ready", name)
+	}
 	return n, nil
 }
 
@@ -365,21 +386,8 @@ func (n *Node) step(format string, a ...any) {
 func (n *Node) makeCgroups() error {
 	for _, h := range cgroupHierarchies() {
 		for _, sub := range []string{n.cgroupRoot, n.cgroupRoot + "/system"} {
-			d := filepath.Join("/sys/fs/cgroup", h, sub)
-			if err := os.Mkdir(d, 0o755); err != nil && !os.IsExist(err) {
-				return fmt.Errorf("create cgroup %s: %w", d, err)
-			}
-			if h == "cpuset" {
-				// A new v1 cpuset starts empty and accepts no task until given its parent's.
-				for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
-					v, err := os.ReadFile(filepath.Join(filepath.Dir(d), f))
-					if err != nil {
-						return err
-					}
-					if err := os.WriteFile(filepath.Join(d, f), v, 0o644); err != nil {
-						return fmt.Errorf("%s/%s: %w", d, f, err)
-					}
-				}
+			if err := makeCgroup(h, sub); err != nil {
+				return err
 			}
 		}
 		n.cgProcs = append(n.cgProcs, filepath.Join("/sys/fs/cgroup", h, n.cgroupRoot, "system", "cgroup.procs"))
@@ -685,6 +693,15 @@ func (n *Node) writeConfigs() error {
 			return err
 		}
 	}
+	for i := 1; i <= n.opts.Workers; i++ {
+		name, wip := workerName(i), net.ParseIP(workerIP(i))
+		if err := p.issue("kubelet-serving-"+name, name, nil, []net.IP{loop, wip}, []string{name}); err != nil {
+			return err
+		}
+		if err := p.issue("node-"+name, "system:node:"+name, []string{"system:nodes"}, nil, nil); err != nil {
+			return err
+		}
+	}
 	inner := fmt.Sprintf("https://127.0.0.1:%d", apiPort)
 	if err := n.writeKubeconfig(filepath.Join(n.Dir, "admin-inner.kubeconfig"), inner, "admin"); err != nil {
 		return err
@@ -692,7 +709,24 @@ func (n *Node) writeConfigs() error {
 	if err := n.writeKubeconfig(filepath.Join(n.Dir, "kubelet.kubeconfig"), inner, "node"); err != nil {
 		return err
 	}
-	files := map[string]string{
+	files := nodeFiles(nodeConf{dir: n.Dir, pki: filepath.Join(n.Dir, "pki"), servingCert: "kubelet-serving",
+		name: NodeName, podCIDR: PodCIDR, cgroupRoot: n.cgroupRoot, proxyKubeconfig: filepath.Join(n.Dir, "admin-inner.kubeconfig")})
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(n.Dir, name), []byte(data), 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// nodeConf is what differs between the nodes' containerd, CNI, kubelet and kube-proxy files.
+type nodeConf struct {
+	dir, pki, servingCert, name, podCIDR, cgroupRoot, proxyKubeconfig string
+}
+
+// nodeFiles are a node's configuration files, by path relative to its directory.
+func nodeFiles(c nodeConf) map[string]string {
+	return map[string]string{
 		"containerd.toml": fmt.Sprintf(`version = 2
 root = "%[1]s/containerd/root"
 state = "%[1]s/containerd/state"
@@ -716,7 +750,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "%[3]s"
     conf_dir = "%[1]s/cni"
-`, n.Dir, PauseImage, cniBinDir),
+`, c.dir, PauseImage, cniBinDir),
 		"cni/10-bridge.conflist": fmt.Sprintf(`{
   "cniVersion": "1.0.0",
   "name": "pgl-node",
@@ -727,7 +761,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
     }
   ]
 }
-`, PodCIDR),
+`, c.podCIDR),
 		"kubelet.yaml": fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 # cgroup v1 only on these machines; containerd 1.6 has no RuntimeConfig, so the driver is set here.
@@ -745,9 +779,9 @@ makeIPTablesUtilChains: false
 address: 0.0.0.0
 readOnlyPort: 0
 healthzBindAddress: 127.0.0.1
-tlsCertFile: %[1]s/pki/kubelet-serving.crt
-tlsPrivateKeyFile: %[1]s/pki/kubelet-serving.key
-authentication: {anonymous: {enabled: false}, webhook: {enabled: false}, x509: {clientCAFile: %[1]s/pki/ca.crt}}
+tlsCertFile: %[3]s/%[4]s.crt
+tlsPrivateKeyFile: %[3]s/%[4]s.key
+authentication: {anonymous: {enabled: false}, webhook: {enabled: false}, x509: {clientCAFile: %[3]s/ca.crt}}
 authorization: {mode: AlwaysAllow}
 podLogsDir: /var/log/pods
 # Images are imported by hand, there is no registry: never collect them.
@@ -758,11 +792,11 @@ evictionHard: {memory.available: 100Mi, nodefs.available: 1%%, imagefs.available
 resolvConf: ""
 shutdownGracePeriod: 0s
 registerNode: true
-`, n.Dir, n.cgroupRoot),
+`, c.dir, c.cgroupRoot, c.pki, c.servingCert),
 		"kube-proxy.yaml": fmt.Sprintf(`apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 mode: iptables
-clientConnection: {kubeconfig: %s/admin-inner.kubeconfig}
+clientConnection: {kubeconfig: %s}
 hostnameOverride: %s
 clusterCIDR: %s
 bindAddress: 0.0.0.0
@@ -770,14 +804,8 @@ healthzBindAddress: 127.0.0.1:10256
 metricsBindAddress: 127.0.0.1:10249
 # 0 leaves the host's conntrack table size and timeouts alone.
 conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
-`, n.Dir, NodeName, ClusterCIDR),
+`, c.proxyKubeconfig, c.name, ClusterCIDR),
 	}
-	for name, data := range files {
-		if err := os.WriteFile(filepath.Join(n.Dir, name), []byte(data), 0o600); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 func (n *Node) waitHTTP(name, url string, timeout time.Duration) error {
@@ -851,21 +879,29 @@ func (n *Node) ImportImage(tarball string) error {
 	return err
 }
 
-func (n *Node) waitNodeReady(timeout time.Duration) error {
+// NodeNames are the Node objects' names: this node's, then the workers'.
+func (n *Node) NodeNames() []string {
+	names := []string{NodeName}
+	for _, w := range n.Workers {
+		names = append(names, w.Name)
+	}
+	return names
+}
+
+func (n *Node) waitNodeReady(nodeName string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	var last string
 	for {
-		for _, name := range []string{"kubelet", "kube-proxy", "containerd", "kube-controller-manager", "kube-scheduler"} {
-			if p := n.proc(name); p != nil {
-				select {
-				case <-p.Exited():
-					return fmt.Errorf("%s exited: %w\n%s", name, p.ExitErr(), tail(p.Logs(), 8<<10))
-				default:
-				}
+		for _, p := range n.Processes {
+			name := p.Name
+			select {
+			case <-p.Exited():
+				return fmt.Errorf("%s exited: %w\n%s", name, p.ExitErr(), tail(p.Logs(), 8<<10))
+			default:
 			}
 		}
-		node, err := n.Clientset.CoreV1().Nodes().Get(ctx, NodeName, metav1.GetOptions{})
+		node, err := n.Clientset.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
 		if err == nil {
 			for _, c := range node.Status.Conditions {
 				if c.Type == corev1.NodeReady {
@@ -880,7 +916,11 @@ func (n *Node) waitNodeReady(timeout time.Duration) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("node %s not Ready within %s (last: %s)\nkubelet:\n%s", NodeName, timeout, last, tail(n.proc("kubelet").Logs(), 8<<10))
+			kubelet := "kubelet"
+			if nodeName != NodeName {
+				kubelet += "-" + nodeName
+			}
+			return fmt.Errorf("node %s not Ready within %s (last: %s)\n%s:\n%s", nodeName, timeout, last, kubelet, tail(n.proc(kubelet).Logs(), 8<<10))
 		case <-time.After(300 * time.Millisecond):
 		}
 	}
@@ -906,7 +946,11 @@ func (n *Node) Stop() error {
 	// The kubelet first (it would restart containers), then the pods: their connections to
 	// the API server (watches of the webhook's rotator, for example) would hold up its
 	// graceful shutdown. Then the rest in reverse order.
-	for _, name := range []string{"kube-proxy", "kubelet"} {
+	first := []string{"kube-proxy", "kubelet"}
+	for _, w := range n.Workers {
+		first = append(first, "kube-proxy-"+w.Name, "kubelet-"+w.Name)
+	}
+	for _, name := range first {
 		if p := n.proc(name); p != nil {
 			if err := p.Stop(20 * time.Second); err != nil {
 				errs = append(errs, err)
@@ -939,11 +983,18 @@ func (n *Node) Stop() error {
 		// Its process group: the shell and its current `sleep`, which shares the host lock.
 		_ = syscall.Kill(-wd.(*os.Process).Pid, syscall.SIGKILL)
 	}
-	if n.holder != nil {
+	holders := []*Process{n.holder}
+	for _, w := range n.Workers {
+		holders = append(holders, w.holder)
+	}
+	for _, h := range holders {
+		if h == nil {
+			continue
+		}
 		select {
-		case <-n.holder.Exited():
+		case <-h.Exited():
 		case <-time.After(10 * time.Second):
-			errs = append(errs, errors.New("the namespace holder survived the clean-up"))
+			errs = append(errs, fmt.Errorf("the namespace holder %s survived the clean-up", h.Name))
 		}
 	}
 	if n.Before != nil {
@@ -1035,10 +1086,15 @@ func (n *Node) processesLeft() []string {
 		if _, err := strconv.Atoi(e.Name()); err != nil {
 			continue
 		}
-		for _, ns := range []struct {
+		type nsID struct {
 			kind string
 			ino  uint64
-		}{{"net", n.netnsIno}, {"mnt", n.mntnsIno}} {
+		}
+		all := []nsID{{"net", n.netnsIno}, {"mnt", n.mntnsIno}}
+		for _, w := range n.Workers {
+			all = append(all, nsID{"net", w.netnsIno}, nsID{"mnt", w.mntnsIno})
+		}
+		for _, ns := range all {
 			if ns.ino == 0 {
 				continue
 			}

@@ -26,7 +26,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/annotations"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/ociimage"
@@ -147,8 +146,8 @@ func TestProofNode(t *testing.T) {
 		{name: "1 upstream chart", file: "arm1-upstream-chart", ns: "proof1", manifest: withArgs},
 		{name: "2 chart's commented example", file: "arm2-chart-example", ns: "proof2", manifest: arm2},
 		{name: "3 pushgateway-lifecycle mutate", file: "arm3-mutate", ns: "proof3", manifest: arm3},
-		{name: "4 upstream chart, pod deleted", file: "arm4-upstream-delete", ns: "proof4", manifest: withArgs, deletePod: true},
-		{name: "5 pushgateway-lifecycle webhook and handoff gate, pod deleted", file: "arm5-webhook-delete", ns: "proof5", manifest: withArgs, deletePod: true, inject: true},
+		{name: "4 upstream chart, pod deleted", file: "arm4-upstream-delete", ns: "proof4", manifest: withArgs, scenario: scenarioDelete},
+		{name: "5 pushgateway-lifecycle webhook and handoff gate, pod deleted", file: "arm5-webhook-delete", ns: "proof5", manifest: withArgs, scenario: scenarioDelete, inject: true},
 	}
 	var results []*proofResult
 	for _, a := range arms {
@@ -260,12 +259,16 @@ func mutateManifest(t *testing.T, manifest []byte) []byte {
 type proofArm struct {
 	name, file, ns string
 	manifest       []byte
-	// deletePod replaces the pod by deleting it (kubectl delete pod, an eviction, a drain:
-	// the ReplicaSet creates the replacement at once, beside the terminating pod) instead of
-	// a rollout of the Recreate Deployment.
-	deletePod bool
+	// scenario is how the pod goes away (interruptions_test.go); "" is a rollout of the
+	// Recreate Deployment.
+	scenario string
 	// inject opts the namespace in to the webhook installed on the node.
 	inject bool
+	// noPersistence: the chart without a volume (its default); no store to seed or read back,
+	// loss is counted in Prometheus only.
+	noPersistence bool
+	// prom, when set, is asked after the arm which acknowledged pushes it stored.
+	prom *harness.Prometheus
 }
 
 type proofPush struct {
@@ -299,6 +302,17 @@ type proofResult struct {
 	exitSource                                                             string
 	oldNotReady, oldNotServing                                             float64 // the old endpoint in the EndpointSlice
 	routes                                                                 []string
+
+	// lostStore / lostProm: acknowledged pushes missing from the replacement's store and
+	// from Prometheus; -1 where the figure does not apply (no store, no Prometheus).
+	lostStore, lostProm int
+	// noEndpoint seconds: the time, from the deletion on, when the EndpointSlice had no
+	// serving endpoint (kube-proxy rejects).
+	noEndpointSeconds float64
+	// crash: seconds between the kill and the oldest lost push's acknowledgement (the bound's
+	// figure), -1 when nothing was lost.
+	oldestLostBeforeKill float64
+	ran                  time.Time
 }
 
 func (r *proofResult) summary() string {
@@ -312,7 +326,7 @@ func runProofArm(ctx context.Context, t *testing.T, n *harness.Node, a proofArm,
 	t.Helper()
 	// -1: not seen (an arm whose replacement is ready before the old endpoint stops serving
 	// never has a moment with no serving endpoint).
-	res := &proofResult{arm: a, otherKinds: map[string]int{}, oldNotReady: -1, oldNotServing: -1}
+	res := &proofResult{arm: a, otherKinds: map[string]int{}, oldNotReady: -1, oldNotServing: -1, routedNew: -1}
 	manifest := bytes.ReplaceAll(a.manifest, []byte("namespace: monitoring"), []byte("namespace: "+a.ns))
 	term, err := proof.FromManifests(manifest)
 	if err != nil {
@@ -320,23 +334,27 @@ func runProofArm(ctx context.Context, t *testing.T, n *harness.Node, a proofArm,
 	}
 	res.spec = term
 
-	// The volume: a hostPath directory in the node's own /var/lib (its directory on the host),
-	// bound to the chart's PersistentVolumeClaim by a pre-bound PersistentVolume, so the chart's
-	// Deployment runs as rendered. Pushgateway runs as 65534.
-	hostDir := filepath.Join(n.Dir, "varlib", "pgw-proof", a.ns)
-	if err := os.MkdirAll(hostDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	// The volume: a hostPath directory in the node's shared directory (the same host directory
+	// in every node's mount namespace: with two nodes it behaves as a network volume would),
+	// bound to the chart's PersistentVolumeClaim by a pre-bound PersistentVolume without node
+	// affinity, so the chart's Deployment runs as rendered. Pushgateway runs as 65534.
+	hostDir := filepath.Join(n.SharedDir, "pgw-proof", a.ns)
 	dataFile := filepath.Join(hostDir, proofDataFile)
-	if err := copyFile(seedFile, dataFile); err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range []string{hostDir, dataFile} {
-		if err := os.Chown(p, 65534, 65534); err != nil {
+	var seedInfo os.FileInfo
+	if !a.noPersistence {
+		if err := os.MkdirAll(hostDir, 0o755); err != nil {
 			t.Fatal(err)
 		}
+		if err := copyFile(seedFile, dataFile); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range []string{hostDir, dataFile} {
+			if err := os.Chown(p, 65534, 65534); err != nil {
+				t.Fatal(err)
+			}
+		}
+		seedInfo, _ = os.Stat(dataFile)
 	}
-	seedInfo, _ := os.Stat(dataFile)
 	pv := fmt.Sprintf(`apiVersion: v1
 kind: PersistentVolume
 metadata:
@@ -351,17 +369,26 @@ spec:
     namespace: %[1]s
     name: %[2]s
   hostPath:
-    path: /var/lib/pgw-proof/%[1]s
+    path: %[3]s
     type: Directory
-`, a.ns, proofService)
+`, a.ns, proofService, hostDir)
 	kubectl(t, n, nil, "create", "namespace", a.ns)
 	if a.inject {
 		kubectl(t, n, nil, "label", "namespace", a.ns, annotations.LabelInjection+"=enabled")
 	}
-	kubectl(t, n, []byte(pv), "apply", "-f", "-")
+	if !a.noPersistence {
+		kubectl(t, n, []byte(pv), "apply", "-f", "-")
+	}
+	sc := scenarios[a.scenario]
+	if sc.before != nil {
+		sc.before(t, n, a)
+	}
 	kubectl(t, n, manifest, "apply", "-f", "-")
 	pods := waitReady(t, n, a.ns, pgwSelector, 1, 4*time.Minute)
 	old := pods[0]
+	if sc.ready != nil {
+		sc.ready(t, n, a)
+	}
 	if a.inject {
 		// The webhook patched the pod at creation: its spec is the stored pod's, not the
 		// manifest's.
@@ -375,8 +402,9 @@ spec:
 	wctx, wcancel := context.WithCancel(ctx)
 	defer wcancel()
 	routes := watchRoutes(wctx, t, n, a.ns, old.Name)
-	podw := watchPods(wctx, t, n, a.ns, old.Name)
+	podw := watchPods(wctx, t, n, a.ns, old.Name, a.scenario == scenarioCrash)
 	persist := watchPersistDir(hostDir, proofDataFile)
+	res.ran = time.Now()
 
 	// The load: 4 clients, each one push at a time, at most every 50 ms, each push on a new
 	// connection to the ClusterIP (as a batch job's push would be), dialled inside the node.
@@ -421,24 +449,11 @@ spec:
 		}(i)
 	}
 	time.Sleep(proofWarmup)
-	if a.deletePod {
-		// The ReplicaSet replaces a deleted pod at once, beside the terminating one: without
-		// the handoff gate the replacement reads the volume before the old pod's shutdown
-		// persist.
-		if err := n.Clientset.CoreV1().Pods(a.ns).Delete(ctx, old.Name, metav1.DeleteOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	} else {
-		// The replacement under Recreate: a rollout (what `kubectl rollout restart` does):
-		// the Deployment creates the replacement only once the old pod is gone.
-		restart := fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{"kubectl.kubernetes.io/restartedAt":%q}}}}}`, time.Now().Format(time.RFC3339))
-		if _, err := n.Clientset.AppsV1().Deployments(a.ns).Patch(ctx, proofService, types.StrategicMergePatchType, []byte(restart), metav1.PatchOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// Until the Service routes to the replacement, then a tail of load.
+	killed := sc.interrupt(ctx, t, n, a, &old)
+	// Until the Service routes to the replacement (for a crash: to the restarted container,
+	// after a moment with no serving endpoint), then a tail of load.
 	deadline := time.Now().Add(4 * time.Minute)
-	for routes.current() != timeline.RouteNew {
+	for !replaced(routes, a.scenario) {
 		if time.Now().After(deadline) {
 			t.Fatalf("arm %s: the Service did not route to a replacement within 4m; routes %v", a.name, routes.changes())
 		}
@@ -454,6 +469,9 @@ spec:
 	// t = 0 is the old pod's deletion (the Deployment controller scaling the old ReplicaSet
 	// down), as the test's watch saw it.
 	t0 := pw.deletionSeen
+	if a.scenario == scenarioCrash {
+		t0 = killed
+	}
 	if t0.IsZero() {
 		t.Fatalf("arm %s: the old pod's deletion was never seen", a.name)
 	}
@@ -477,8 +495,11 @@ spec:
 		add(timeline.KindPreStop, pw.deletionSeen)
 	}
 	add(timeline.KindSIGTERM, sigterm)
-	add(timeline.KindPersistStart, pStart)
-	add(timeline.KindPersistEnd, pEnd)
+	if a.scenario != scenarioCrash {
+		// A crash has no shutdown persist; the directory watch saw a periodic one.
+		add(timeline.KindPersistStart, pStart)
+		add(timeline.KindPersistEnd, pEnd)
+	}
 	exit := pw.oldFinished
 	if pw.oldExitCode == 137 {
 		add(timeline.KindSIGKILL, exit)
@@ -500,21 +521,51 @@ spec:
 			res.oldNotServing = at(c.at)
 		case c.route == timeline.RouteNew:
 			res.routedNew = at(c.at)
+		case a.scenario == scenarioCrash && c.route == timeline.RouteOld && res.oldNotServing >= 0 && res.routedNew < 0:
+			// The restarted container's endpoint ready again.
+			res.routedNew = at(c.at)
 		}
 	}
 	rec = append(rec, timeline.Event{Kind: timeline.KindEnd, T: at(tEnd)})
 
-	present, marker := storedOnReplacement(t, n, pw.newIP)
-	res.marker = marker
+	var present map[string]bool
+	res.lostStore, res.lostProm = -1, -1
+	if !a.noPersistence {
+		present, res.marker = storedOnReplacement(t, n, pw.newIP)
+		res.lostStore = 0
+	}
+	var inProm map[string]bool
+	if a.prom != nil {
+		inProm = storedInPrometheus(ctx, t, a.prom, a.ns, pushes, res.ran)
+		res.lostProm = 0
+	}
+	// The fate drawn and counted as lost is the one a user sees: missing from the store when
+	// there is one, else from Prometheus.
+	if present == nil {
+		present = inProm
+	}
+	res.oldestLostBeforeKill = -1
 	newStartT := newStart
 	for _, p := range pushes {
 		res.attempts++
 		route := routes.at(p.start)
+		id := fmt.Sprintf("p%d-s%d", p.pusher, p.seq)
+		if p.status/100 == 2 {
+			if res.lostStore >= 0 && !present[id] {
+				res.lostStore++
+			}
+			if inProm != nil && !inProm[id] {
+				res.lostProm++
+			}
+		}
 		var f timeline.Fate
 		switch {
-		case p.status/100 == 2 && !present[fmt.Sprintf("p%d-s%d", p.pusher, p.seq)]:
+		case p.status/100 == 2 && !present[id]:
 			f = timeline.FateLost
 			res.lost++
+			if a.scenario == scenarioCrash && !killed.IsZero() {
+				res.oldestLostBeforeKill = max(res.oldestLostBeforeKill, killed.Sub(p.end).Seconds())
+			}
 		case p.status/100 == 2 && !newStartT.IsZero() && p.end.After(newStartT):
 			f = timeline.FateAckNew
 			res.ackNew++
@@ -544,6 +595,7 @@ spec:
 	if res.gated && !pw.newUngatedSeen.IsZero() {
 		res.heldFor = pw.newUngatedSeen.Sub(pw.newGatedSeen).Seconds()
 	}
+	res.noEndpointSeconds = noEndpointSeconds(routes.changes(), t0, tEnd)
 	after, _ := os.Stat(dataFile)
 	res.exitSource = "finishedAt (1 s resolution)"
 	persisted := after != nil && seedInfo != nil && !after.ModTime().Equal(seedInfo.ModTime())
@@ -551,6 +603,9 @@ spec:
 		proofPushers, proofEvery, persisted)
 	res.log = &timeline.Run{Arm: a.name, Spec: term.String(), Note: note, Events: rec}
 
+	if sc.after != nil {
+		sc.after(t, n, a)
+	}
 	// Free the replacement's memory for the next arm.
 	kubectl(t, n, nil, "-n", a.ns, "scale", "deployment", proofService, "--replicas=0")
 	return res
@@ -696,7 +751,9 @@ func (w *podWatch) result() podTimes {
 	return w.r
 }
 
-func watchPods(ctx context.Context, t *testing.T, n *harness.Node, ns, oldPod string) *podWatch {
+// watchPods follows the old pod and its replacement. With restart (a crash), the replacement is
+// the old pod's restarted container: same pod, same IP.
+func watchPods(ctx context.Context, t *testing.T, n *harness.Node, ns, oldPod string, restart bool) *podWatch {
 	t.Helper()
 	w := &podWatch{done: make(chan struct{})}
 	wi, err := n.Clientset.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{LabelSelector: pgwSelector})
@@ -713,7 +770,26 @@ func watchPods(ctx context.Context, t *testing.T, n *harness.Node, ns, oldPod st
 			}
 			now := time.Now()
 			w.mu.Lock()
-			if p.Name == oldPod {
+			if p.Name == oldPod && restart {
+				w.r.newIP = p.Status.PodIP
+				for _, cs := range p.Status.ContainerStatuses {
+					if cs.RestartCount == 0 {
+						continue
+					}
+					if cs.LastTerminationState.Terminated != nil && w.r.oldFinished.IsZero() {
+						w.r.oldFinished = cs.LastTerminationState.Terminated.FinishedAt.Time
+						w.r.oldExitCode = cs.LastTerminationState.Terminated.ExitCode
+						w.r.oldContainerID = strings.TrimPrefix(cs.LastTerminationState.Terminated.ContainerID, "containerd://")
+					}
+					if cs.State.Running != nil {
+						w.r.newContainerID = strings.TrimPrefix(cs.ContainerID, "containerd://")
+						w.r.newStarted = cs.State.Running.StartedAt.Time
+					}
+					if cs.Ready && w.r.newReady.IsZero() {
+						w.r.newReady = now
+					}
+				}
+			} else if p.Name == oldPod {
 				if p.DeletionTimestamp != nil && w.r.deletionSeen.IsZero() {
 					w.r.deletionSeen = now
 				}
