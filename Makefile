@@ -184,7 +184,7 @@ node-binaries: ## kubelet, kube-scheduler, kube-proxy into bin/k8s/<version>, be
 	./hack/node-binaries.sh >/dev/null
 
 .PHONY: test-node
-test-node: node-packages build node-binaries pushgateway helm ## E2e on a real node: the chart's pods, the upstream Pushgateway, the kubelet running the hook (root).
+test-node: node-packages build node-binaries pushgateway helm prometheus ## E2e on real nodes: the chart's pods, the upstream Pushgateway, the kubelet running the hook, two nodes with Prometheus (delete, both specs) (root).
 	PGL_REQUIRE_NODE=1 go test -count=1 -p 1 -timeout 40m -v ./pkg/ociimage/... ./test/node/...
 
 .PHONY: run-node
@@ -206,6 +206,14 @@ test-versions: build helm ## e2e, chart dry-run and sleep-action tests against e
 .PHONY: proof-fail-closed
 proof-fail-closed: node-packages build node-binaries pushgateway ## webhook.failurePolicy=Fail on the real node (root): refusals and recovery with one replica SIGKILLed and with none (docs/reliability.md).
 	PGL_REQUIRE_NODE=1 go test -count=1 -p 1 -timeout 25m -v -run TestNodeFailClosed ./test/node/ -args -fail-closed
+
+.PHONY: prometheus
+prometheus: ## The real Prometheus into bin/prometheus/<module version> (built from the Go module proxy, 8-19 min on 2 cores the first time).
+	@./hack/prometheus.sh >/dev/null
+
+.PHONY: proof-interruptions
+proof-interruptions: node-packages build node-binaries pushgateway helm prometheus ## Every interruption (rollout, delete, eviction, drain, scale to 0, RollingUpdate, crash, no persistence) x both specs on two nodes, judged by Prometheus (root): writes docs/interruptions.md and docs/interruptions/.
+	PGL_REQUIRE_NODE=1 go test -count=1 -p 1 -timeout 50m -v -run TestInterruptions ./test/node/ -args -interruptions
 
 .PHONY: proof-node
 proof-node: node-packages build node-binaries pushgateway ## The termination proof's three arms on the real node (root): writes docs/why-node.md and docs/proof-node/.

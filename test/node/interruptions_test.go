@@ -389,8 +389,9 @@ func runMatrix(t *testing.T, ctx context.Context, names []string, logDir string)
 	if err != nil {
 		t.Fatal(err)
 	}
+	images := matrixImages(t, pgwBin)
 	start := time.Now()
-	n := harness.NewNode(t, harness.NodeOptions{Images: matrixImages(t, pgwBin), Progress: testWriter{t}, LogDir: logDir, Workers: 1})
+	n := harness.NewNode(t, harness.NodeOptions{Images: images, Progress: testWriter{t}, LogDir: logDir, Workers: 1})
 	t.Logf("two nodes Ready %.1fs after their start", time.Since(start).Seconds())
 	prom, err := n.StartPrometheus(promBin)
 	if err != nil {
