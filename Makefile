@@ -183,14 +183,18 @@ node-packages: ## containerd, runc, CNI plugins and iptables from Debian, when m
 node-binaries: ## kubelet, kube-scheduler, kube-proxy into bin/k8s/<version>, beside the control plane's four.
 	./hack/node-binaries.sh >/dev/null
 
+# The node count of make run-node and of the node tests that take one (1: what runs fastest; the
+# interruption matrix always runs two).
+NODES ?=
+
 .PHONY: test-node
 test-node: node-packages build node-binaries pushgateway helm prometheus ## E2e on real nodes: the chart's pods, the upstream Pushgateway, the kubelet running the hook, two nodes with Prometheus (delete, both specs) (root).
-	PGL_REQUIRE_NODE=1 go test -count=1 -p 1 -timeout 40m -v ./pkg/ociimage/... ./test/node/...
+	PGL_REQUIRE_NODE=1 PGL_NODES=$(NODES) go test -count=1 -p 1 -timeout 40m -v ./pkg/ociimage/... ./test/node/...
 
 .PHONY: run-node
 run-node: node-packages build node-binaries pushgateway helm ## `make run` with a real node: the chart installed, pods run (root; Ctrl-C stops all and checks the host).
 	go build -o $(LOCALBIN)/local-node ./test/harness/cmd/run-node
-	$(LOCALBIN)/local-node
+	PGL_NODES=$(NODES) $(LOCALBIN)/local-node
 
 ##@ Kubernetes versions
 

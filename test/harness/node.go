@@ -466,29 +466,11 @@ ip link set node0 up
 ip route add default dev node0
 echo ok > %[4]s
 exec sleep infinity`, n.Dir, NodeIP, NodeIPPrefix, ready)
-	outer := `for f in $PGLN_CGROUP_PROCS; do echo $$ > "$f"; done
-exec unshare --net --mount --propagation private /bin/sh -c "$1"`
-	p, err := StartProcess("node-namespaces", "/bin/sh", []string{"-c", outer, "node-namespaces", inner},
-		[]string{"PGLN_CGROUP_PROCS=" + strings.Join(n.cgProcs, " ")}, n.logFile("node-namespaces"))
+	p, err := n.startNamespaces("node-namespaces", inner, ready)
 	if err != nil {
 		return err
 	}
 	n.holder = p
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if _, err := os.Stat(ready); err == nil {
-			break
-		}
-		select {
-		case <-p.Exited():
-			return fmt.Errorf("creating the node's namespaces failed: %w\n%s", p.ExitErr(), p.Logs())
-		default:
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the node's namespaces not ready within 15s:\n%s", p.Logs())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 	pid := strconv.Itoa(p.Pid())
 	fd, err := unix.Open("/proc/"+pid+"/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -508,6 +490,33 @@ exec unshare --net --mount --propagation private /bin/sh -c "$1"`
 	return nil
 }
 
+// startNamespaces starts a holder: it joins the node's cgroups, enters new network and mount
+// namespaces, runs inner there (which writes the file ready when it is done) and sleeps.
+func (n *Node) startNamespaces(name, inner, ready string) (*Process, error) {
+	outer := `for f in $PGLN_CGROUP_PROCS; do echo $$ > "$f"; done
+exec unshare --net --mount --propagation private /bin/sh -c "$1"`
+	p, err := StartProcess(name, "/bin/sh", []string{"-c", outer, "node-namespaces", inner},
+		[]string{"PGLN_CGROUP_PROCS=" + strings.Join(n.cgProcs, " ")}, n.logFile(name))
+	if err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if _, err := os.Stat(ready); err == nil {
+			return p, nil
+		}
+		select {
+		case <-p.Exited():
+			return nil, fmt.Errorf("%s: creating the namespaces failed: %w\n%s", name, p.ExitErr(), p.Logs())
+		default:
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%s: the namespaces not ready within 15s:\n%s", name, p.Logs())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // startComponent runs path with args inside the node's namespaces and cgroups.
 func (n *Node) startComponent(name, path string, args ...string) error {
 	p, err := n.Exec(name, path, args...)
@@ -521,10 +530,16 @@ func (n *Node) startComponent(name, path string, args ...string) error {
 // Exec starts path with args inside the node's namespaces and system cgroup, as a Process the
 // caller stops (the node's clean-up kills it in any case).
 func (n *Node) Exec(name, path string, args ...string) (*Process, error) {
+	return n.execIn(n.holder, name, path, args...)
+}
+
+// execIn starts path inside the namespaces of holder (the first node's or a worker's) and the
+// node's system cgroup.
+func (n *Node) execIn(holder *Process, name, path string, args ...string) (*Process, error) {
 	wrapper := `for f in $PGLN_CGROUP_PROCS; do echo $$ > "$f"; done
 exec nsenter -t "$PGLN_HOLDER" --net --mount -- "$@"`
 	return StartProcess(name, "/bin/sh", append([]string{"-c", wrapper, name, path}, args...),
-		[]string{"PGLN_CGROUP_PROCS=" + strings.Join(n.cgProcs, " "), "PGLN_HOLDER=" + strconv.Itoa(n.holder.Pid())},
+		[]string{"PGLN_CGROUP_PROCS=" + strings.Join(n.cgProcs, " "), "PGLN_HOLDER=" + strconv.Itoa(holder.Pid())},
 		n.logFile(name))
 }
 
@@ -850,16 +865,21 @@ func (n *Node) proc(name string) *Process {
 }
 
 func (n *Node) waitContainerd(timeout time.Duration) error {
+	return waitContainerd(n.proc("containerd"), n.Ctr, timeout)
+}
+
+// waitContainerd waits until ctr answers a containerd's version.
+func waitContainerd(p *Process, ctr func(context.Context, ...string) (string, error), timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, err := n.Ctr(ctx, "version")
+		_, err := ctr(ctx, "version")
 		cancel()
 		if err == nil {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("containerd not ready within %s: %w\n%s", timeout, err, tail(n.proc("containerd").Logs(), 8<<10))
+			return fmt.Errorf("%s not ready within %s: %w\n%s", p.Name, timeout, err, tail(p.Logs(), 8<<10))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -872,10 +892,12 @@ func (n *Node) Ctr(ctx context.Context, args ...string) (string, error) {
 
 // ImportImage imports a docker-archive tarball into the node's containerd, where the kubelet
 // finds it (no registry: pods use IfNotPresent or Never).
-func (n *Node) ImportImage(tarball string) error {
+func (n *Node) ImportImage(tarball string) error { return importImage(n.Ctr, tarball) }
+
+func importImage(ctr func(context.Context, ...string) (string, error), tarball string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	_, err := n.Ctr(ctx, "images", "import", "--no-unpack=false", tarball)
+	_, err := ctr(ctx, "images", "import", "--no-unpack=false", tarball)
 	return err
 }
 

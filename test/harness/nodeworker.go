@@ -115,29 +115,11 @@ mount --bind %[1]s/varlog /var/log
 ip link set lo up
 echo ok > %[2]s
 exec sleep infinity`, w.Dir, ready)
-	outer := `for f in $PGLN_CGROUP_PROCS; do echo $$ > "$f"; done
-exec unshare --net --mount --propagation private /bin/sh -c "$1"`
-	p, err := StartProcess("node-namespaces-"+w.Name, "/bin/sh", []string{"-c", outer, "node-namespaces", inner},
-		[]string{"PGLN_CGROUP_PROCS=" + strings.Join(w.n.cgProcs, " ")}, w.n.logFile("node-namespaces-"+w.Name))
+	p, err := w.n.startNamespaces("node-namespaces-"+w.Name, inner, ready)
 	if err != nil {
 		return err
 	}
 	w.holder = p
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if _, err := os.Stat(ready); err == nil {
-			break
-		}
-		select {
-		case <-p.Exited():
-			return fmt.Errorf("creating %s's namespaces failed: %w\n%s", w.Name, p.ExitErr(), p.Logs())
-		default:
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s's namespaces not ready within 15s:\n%s", w.Name, p.Logs())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 	pid := strconv.Itoa(p.Pid())
 	var st unix.Stat_t
 	if err := unix.Stat("/proc/"+pid+"/ns/net", &st); err != nil {
@@ -198,11 +180,7 @@ func (w *Worker) link() error {
 }
 
 func (w *Worker) startComponent(name, path string, args ...string) error {
-	wrapper := `for f in $PGLN_CGROUP_PROCS; do echo $$ > "$f"; done
-exec nsenter -t "$PGLN_HOLDER" --net --mount -- "$@"`
-	p, err := StartProcess(name, "/bin/sh", append([]string{"-c", wrapper, name, path}, args...),
-		[]string{"PGLN_CGROUP_PROCS=" + strings.Join(w.n.cgProcs, " "), "PGLN_HOLDER=" + strconv.Itoa(w.holder.Pid())},
-		w.n.logFile(name))
+	p, err := w.n.execIn(w.holder, name, path, args...)
 	if err != nil {
 		return err
 	}
@@ -226,27 +204,10 @@ func (w *Worker) Ctr(ctx context.Context, args ...string) (string, error) {
 }
 
 // ImportImage imports a docker-archive tarball into the worker's containerd.
-func (w *Worker) ImportImage(tarball string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	_, err := w.Ctr(ctx, "images", "import", "--no-unpack=false", tarball)
-	return err
-}
+func (w *Worker) ImportImage(tarball string) error { return importImage(w.Ctr, tarball) }
 
 func (w *Worker) waitContainerd(timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, err := w.Ctr(ctx, "version")
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s's containerd not ready within %s: %w\n%s", w.Name, timeout, err, tail(w.n.proc("containerd-"+w.Name).Logs(), 8<<10))
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	return waitContainerd(w.n.proc("containerd-"+w.Name), w.Ctr, timeout)
 }
 
 // CtrOn runs ctr against the containerd of the node named nodeName (the first node or a worker).
@@ -281,4 +242,18 @@ func makeCgroup(h, sub string) error {
 		}
 	}
 	return nil
+}
+
+// WorkersFromEnv is the number of workers that PGL_NODES asks for (make run-node NODES=2, make
+// test-node NODES=2: the node count, the first node included); def when it is unset.
+func WorkersFromEnv(def int) (int, error) {
+	v := os.Getenv("PGL_NODES")
+	if v == "" {
+		return def, nil
+	}
+	nodes, err := strconv.Atoi(v)
+	if err != nil || nodes < 1 || nodes > 9 {
+		return 0, fmt.Errorf("PGL_NODES=%q (NODES): want a node count from 1 to 9", v)
+	}
+	return nodes - 1, nil
 }

@@ -39,12 +39,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 // startNode builds the images and starts a node with them imported.
 func startNode(t *testing.T) (*harness.Node, string) {
 	t.Helper()
-	if err := harness.NodeSupported(); err != nil {
-		if os.Getenv("PGL_REQUIRE_NODE") == "1" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
+	requireNode(t)
 	pgw, err := harness.PushgatewayImage()
 	if err != nil {
 		t.Fatal(err)
@@ -54,9 +49,25 @@ func startNode(t *testing.T) (*harness.Node, string) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	n := harness.NewNode(t, harness.NodeOptions{Images: []string{pgw, wh}, Progress: testWriter{t}})
+	workers, err := harness.WorkersFromEnv(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := harness.NewNode(t, harness.NodeOptions{Images: []string{pgw, wh}, Progress: testWriter{t}, Workers: workers})
 	t.Logf("node Ready %.1fs after start", time.Since(start).Seconds())
 	return n, ref
+}
+
+// requireNode skips the test when this machine cannot run a real node, or fails it under
+// make test-node (PGL_REQUIRE_NODE=1), where a skip would hide that nothing ran.
+func requireNode(t *testing.T) {
+	t.Helper()
+	if err := harness.NodeSupported(); err != nil {
+		if os.Getenv("PGL_REQUIRE_NODE") == "1" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
 }
 
 func kubectl(t *testing.T, n *harness.Node, stdin []byte, args ...string) string {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -19,12 +18,7 @@ import (
 // namespace on its pod IP and through the ClusterIP (routes between the nodes and kube-proxy),
 // its log comes through the API server from the worker's kubelet, and the host is left as found.
 func TestNodeTwoNodes(t *testing.T) {
-	if err := harness.NodeSupported(); err != nil {
-		if os.Getenv("PGL_REQUIRE_NODE") == "1" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
+	requireNode(t)
 	pgw, err := harness.PushgatewayImage()
 	if err != nil {
 		t.Fatal(err)

@@ -52,7 +52,11 @@ func run() (err error) {
 	if err != nil {
 		return err
 	}
-	n, err := harness.StartNode(harness.NodeOptions{LogDir: logDir, Progress: os.Stdout, Images: []string{pgw, wh}})
+	workers, err := harness.WorkersFromEnv(0)
+	if err != nil {
+		return err
+	}
+	n, err := harness.StartNode(harness.NodeOptions{LogDir: logDir, Progress: os.Stdout, Images: []string{pgw, wh}, Workers: workers})
 	if n != nil {
 		defer func() {
 			step("stopping the node and checking the host ...")
