@@ -495,33 +495,16 @@ func TestInterruptions(t *testing.T) {
 	results, prom, kube := runMatrix(t, ctx, names, t.TempDir())
 
 	outDir := filepath.Join(root, "docs", "interruptions")
-	if err := os.MkdirAll(outDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	pics := writeArmLogs(t, outDir, results)
 	var rows []matrixRow
 	for _, r := range results {
-		var b bytes.Buffer
-		if err := timeline.Write(&b, r.log); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(outDir, r.arm.file+".jsonl"), b.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		spec := "upstream"
-		if r.arm.inject {
-			spec = "product"
-		}
-		rows = append(rows, rowOf(r, spec, kube, strings.TrimPrefix(harness.PushgatewayImageRef, "quay.io/prometheus/pushgateway:"), prom.Version))
+		rows = append(rows, rowOf(r, specOf(r), kube, strings.TrimPrefix(harness.PushgatewayImageRef, "quay.io/prometheus/pushgateway:"), prom.Version))
 	}
 	js, err := json.MarshalIndent(rows, "", "  ")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(outDir, "results.json"), append(js, '\n'), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	pics, err := timeline.WriteDir(outDir)
-	if err != nil {
 		t.Fatal(err)
 	}
 	took := time.Since(started).Round(time.Second)

@@ -163,23 +163,7 @@ func TestProofNode(t *testing.T) {
 		t.Logf("arm %s: %s", a.name, r.summary())
 	}
 
-	outDir := filepath.Join(root, "docs", "proof-node")
-	if err := os.MkdirAll(outDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range results {
-		var b bytes.Buffer
-		if err := timeline.Write(&b, r.log); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(outDir, r.arm.file+".jsonl"), b.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	pics, err := timeline.WriteDir(outDir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pics := writeArmLogs(t, filepath.Join(root, "docs", "proof-node"), results)
 	table := proofTable(results)
 	fmt.Printf("\n%s\n", table)
 	took := time.Since(started).Round(time.Second)
@@ -211,6 +195,29 @@ func TestProofNode(t *testing.T) {
 		t.Errorf("arm 5: the replacement was not created with the handoff gate")
 	}
 	stopAndCheck(t, n)
+}
+
+// writeArmLogs writes each arm's events as <file>.jsonl into dir and draws every log there as
+// an SVG timeline; it returns the pictures' names.
+func writeArmLogs(t *testing.T, dir string, results []*proofResult) []string {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range results {
+		var b bytes.Buffer
+		if err := timeline.Write(&b, r.log); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, r.arm.file+".jsonl"), b.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pics, err := timeline.WriteDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pics
 }
 
 func pushgatewayBinary(t *testing.T, root string) string {
