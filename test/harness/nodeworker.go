@@ -139,38 +139,32 @@ exec sleep infinity`, w.Dir, ready)
 func (w *Worker) link() error {
 	n := w.n
 	peer := fmt.Sprintf("pgl-%c", 'a'+w.index)
-	steps := []struct {
-		holder *Process
-		args   []string
-	}{
-		{n.holder, []string{"ip", "link", "add", peer, "type", "veth", "peer", "name", "eth0", "netns", strconv.Itoa(w.holder.Pid())}},
-		{n.holder, []string{"ip", "link", "set", peer, "master", "node0"}},
-		{n.holder, []string{"ip", "link", "set", peer, "up"}},
-		{n.holder, []string{"ip", "route", "add", w.PodCIDR, "via", w.IP}},
-		{n.holder, []string{"sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"}},
-		{w.holder, []string{"ip", "addr", "add", fmt.Sprintf("%s/%d", w.IP, NodeIPPrefix), "dev", "eth0"}},
-		{w.holder, []string{"ip", "link", "set", "eth0", "up"}},
-		{w.holder, []string{"ip", "route", "add", "default", "dev", "eth0"}},
-		{w.holder, []string{"ip", "route", "add", PodCIDR, "via", NodeIP}},
-		{w.holder, []string{"sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"}},
+	type step struct {
+		in   *Process // the holder whose namespaces run it
+		args []string
+	}
+	a, b := n.holder, w.holder
+	steps := []step{
+		{a, []string{"ip", "link", "add", peer, "type", "veth", "peer", "name", "eth0", "netns", strconv.Itoa(b.Pid())}},
+		{a, []string{"ip", "link", "set", peer, "master", "node0"}},
+		{a, []string{"ip", "link", "set", peer, "up"}},
+		{a, []string{"ip", "route", "add", w.PodCIDR, "via", w.IP}},
+		{a, []string{"sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"}},
+		{b, []string{"ip", "addr", "add", fmt.Sprintf("%s/%d", w.IP, NodeIPPrefix), "dev", "eth0"}},
+		{b, []string{"ip", "link", "set", "eth0", "up"}},
+		{b, []string{"ip", "route", "add", "default", "dev", "eth0"}},
+		{b, []string{"ip", "route", "add", PodCIDR, "via", NodeIP}},
+		{b, []string{"sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"}},
 	}
 	for _, o := range n.Workers {
-		if o == w {
-			continue
+		if o != w {
+			steps = append(steps, step{o.holder, []string{"ip", "route", "add", w.PodCIDR, "via", w.IP}},
+				step{b, []string{"ip", "route", "add", o.PodCIDR, "via", o.IP}})
 		}
-		steps = append(steps,
-			struct {
-				holder *Process
-				args   []string
-			}{o.holder, []string{"ip", "route", "add", w.PodCIDR, "via", w.IP}},
-			struct {
-				holder *Process
-				args   []string
-			}{w.holder, []string{"ip", "route", "add", o.PodCIDR, "via", o.IP}})
 	}
 	for _, s := range steps {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		out, err := exec.CommandContext(ctx, "nsenter", append([]string{"-t", strconv.Itoa(s.holder.Pid()), "--net", "--mount", "--"}, s.args...)...).CombinedOutput()
+		out, err := exec.CommandContext(ctx, "nsenter", append([]string{"-t", strconv.Itoa(s.in.Pid()), "--net", "--mount", "--"}, s.args...)...).CombinedOutput()
 		cancel()
 		if err != nil {
 			return fmt.Errorf("linking %s: %s: %w: %s", w.Name, strings.Join(s.args, " "), err, out)

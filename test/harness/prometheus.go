@@ -87,7 +87,7 @@ func (n *Node) StartPrometheus(bin string) (*Prometheus, error) {
 	}
 	p, err := n.Exec("prometheus", bin, "--config.file="+filepath.Join(dir, "prometheus.yml"),
 		"--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+prometheusAddr,
-		// Out-of-order samples are not what is measured: a push either reaches the TSDB or not.
+		// A day covers any run; the TSDB goes with the node's directory.
 		"--storage.tsdb.retention.time=1d", "--log.level=warn")
 	if err != nil {
 		return nil, err

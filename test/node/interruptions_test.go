@@ -329,8 +329,8 @@ func rowOf(r *proofResult, spec, kube, pgw, prom string) matrixRow {
 	}
 }
 
-// matrixImages builds the Pushgateway image with busybox (the upstream image has a shell; the
-// chart's commented example and nothing else here needs it) and the webhook's image.
+// matrixImages builds the Pushgateway image (the static binary under the upstream reference)
+// and the webhook's image.
 func matrixImages(t *testing.T, pgwBin string) []string {
 	t.Helper()
 	img := ociimage.Pushgateway(pgwBin, harness.PushgatewayImageRef, runtime.GOARCH)
