@@ -6,8 +6,9 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/rest"
+
+	pglmetrics "github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/metrics"
 )
 
 // maxClockSkew is how far this replica's clock may be from the API server's before the
@@ -19,15 +20,6 @@ import (
 // header has a resolution of one second; 30 s is far above it and far below any validity.
 const maxClockSkew = 30 * time.Second
 
-var clockSkewGauge = prometheus.NewGauge(prometheus.GaugeOpts{
-	Name: "pushgateway_lifecycle_certificate_clock_skew_seconds",
-	Help: "This replica's clock minus the API server's (from the Date header of GET /version), as last measured by the certificate rotator; beyond 30 s in either direction the rotator uses the API server's time.",
-})
-
-var clockChecksTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-	Name: "pushgateway_lifecycle_certificate_clock_checks_total",
-	Help: "Reads of the API server's clock by the certificate rotator (result=ok|error); while they fail, expiry is judged by this replica's clock.",
-}, []string{"result"})
 
 // serverClock reads the API server's time.
 type serverClock func(ctx context.Context) (time.Time, error)
@@ -71,15 +63,15 @@ func (r *rotator) now(ctx context.Context) time.Time {
 	}
 	server, err := r.serverClock(ctx)
 	if err != nil {
-		clockChecksTotal.WithLabelValues("error").Inc()
+		pglmetrics.CertificateClockChecksTotal.WithLabelValues("error").Inc()
 		r.log.V(1).Info("cannot read the API server's clock; judging expiry by this replica's", "err", err.Error())
 		return local
 	}
-	clockChecksTotal.WithLabelValues("ok").Inc()
+	pglmetrics.CertificateClockChecksTotal.WithLabelValues("ok").Inc()
 	after := r.clock.Now()
 	// The Date header is truncated to the second: the server's time was in [server, server+1s).
 	skew := local.Add(after.Sub(local) / 2).Sub(server.Add(500 * time.Millisecond))
-	clockSkewGauge.Set(skew.Seconds())
+	pglmetrics.CertificateClockSkew.Set(skew.Seconds())
 	skewed := skew.Abs() > maxClockSkew
 	if skewed != r.skewed {
 		r.skewed = skewed

@@ -6,6 +6,7 @@ package chart
 import (
 	"bytes"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
@@ -141,7 +142,7 @@ func TestCIValuesRender(t *testing.T) {
 		"cert-manager":   append(slices.Clone(base), "Certificate", "Certificate", "Issuer", "Issuer"),
 		"cluster-scope":  append(slices.Clone(base), rotation...),
 		"custom-policy":  append(slices.Clone(base), rotation...),
-		"monitoring":     append(slices.Clone(base), append(rotation, "ServiceMonitor", "PrometheusRule")...),
+		"monitoring":     append(slices.Clone(base), append(rotation, "ServiceMonitor", "PrometheusRule", "ConfigMap")...),
 		"network-policy": append(slices.Clone(base), append(rotation, "NetworkPolicy")...),
 	}
 	for name, file := range ciFiles(t) {
@@ -162,6 +163,26 @@ func TestCIValuesRender(t *testing.T) {
 		if len(sel.MatchLabels) != 0 || len(sel.MatchExpressions) != 1 ||
 			!slices.Equal(sel.MatchExpressions[0].Values, []string{"kube-system", namespace, "monitoring-legacy", "sandbox"}) {
 			t.Errorf("namespaceSelector %+v", sel)
+		}
+	})
+	t.Run("monitoring ships the dashboard file verbatim, for the Grafana sidecar", func(t *testing.T) {
+		dir, _ := harness.ChartDir()
+		want, err := os.ReadFile(filepath.Join(dir, "dashboards", "pushgateway-lifecycle.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cm corev1.ConfigMap
+		render(t, nil, ciFiles(t)["monitoring"]).named(t, "ConfigMap", "-dashboard", &cm)
+		if cm.Labels["grafana_dashboard"] != "1" || cm.Annotations["grafana_folder"] != "Monitoring" {
+			t.Errorf("labels %v, annotations %v: want grafana_dashboard=1 and the folder annotation", cm.Labels, cm.Annotations)
+		}
+		if got := cm.Data["pushgateway-lifecycle.json"]; got != strings.TrimRight(string(want), "\n") {
+			t.Errorf("the ConfigMap's dashboard differs from dashboards/pushgateway-lifecycle.json (%d vs %d bytes)", len(got), len(want))
+		}
+		for _, o := range render(t, nil).all("ConfigMap") {
+			if strings.HasSuffix(o.GetName(), "-dashboard") {
+				t.Errorf("the default render ships %s: the dashboard is off by default", o.GetName())
+			}
 		}
 	})
 	t.Run("custom-policy renders the policy file and its pod selection", func(t *testing.T) {
