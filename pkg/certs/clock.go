@@ -20,7 +20,6 @@ import (
 // header has a resolution of one second; 30 s is far above it and far below any validity.
 const maxClockSkew = 30 * time.Second
 
-
 // serverClock reads the API server's time.
 type serverClock func(ctx context.Context) (time.Time, error)
 

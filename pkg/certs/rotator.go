@@ -207,7 +207,6 @@ func (o *Options) params() params {
 	return params{dnsNames: o.dnsNames(), caValidity: o.CAValidity, certValidity: o.CertValidity}
 }
 
-
 // Setup adds the rotator to mgr; it starts with the manager, on every replica (no leader
 // election: each replica writes its own CertDir). The returned channel is closed once a
 // serving pair that every caBundle verifies is in CertDir (or, without CertDir, in the
