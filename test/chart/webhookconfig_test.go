@@ -58,7 +58,19 @@ func TestWebhookConfigPolicy(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "admission.yaml"), admission, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cp := harness.NewControlPlane(t, harness.Options{APIServerFlags: map[string]string{"admission-control-config-file": filepath.Join(dir, "admission.yaml")}})
+	flags := map[string]string{"admission-control-config-file": filepath.Join(dir, "admission.yaml")}
+	// Static admission manifests: alpha (off) in 1.36, beta (on) from 1.37; before 1.36 the
+	// API server reads no staticManifestsDir and the policy cannot be loaded at all
+	// (make test-versions on 1.35.4: the label change passed).
+	switch minor, err := harness.KubeMinor(); {
+	case err != nil:
+		t.Fatal(err)
+	case minor < 36:
+		t.Skipf("Kubernetes 1.%d has no ManifestBasedAdmissionControlConfig (alpha in 1.36, beta in 1.37)", minor)
+	case minor == 36:
+		flags["feature-gates"] = "ManifestBasedAdmissionControlConfig=true"
+	}
+	cp := harness.NewControlPlane(t, harness.Options{APIServerFlags: flags})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	if err := cp.CreateNamespace(ctx, namespace, false); err != nil {
