@@ -17,6 +17,10 @@ VULNDB_VERSION ?= v0.0.0-20261105234957-e22db6528018
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 IMG ?= ghcr.io/pushgateway-lifecycle/pushgateway-lifecycle:$(VERSION)
 FUZZTIME ?= 60s
+# Platforms of the image index `make image` writes (the binary is pure Go: a cross-compile each).
+IMAGE_PLATFORMS ?= linux/amd64 linux/arm64
+comma := ,
+space := $(empty) $(empty)
 
 LOCALBIN ?= $(CURDIR)/bin
 export KUBE_VERSION ETCD_VERSION PUSHGATEWAY_VERSION HELM_VERSION GOVULNCHECK_VERSION VULNDB_VERSION
@@ -172,8 +176,19 @@ test-admission-policy: build k8s-binaries ## The generated admission policies st
 ##@ Real node (root; docs/real-node.md)
 
 .PHONY: image
-image: build ## The webhook's image without a container engine: bin/pushgateway-lifecycle-image.tar (docker-archive), reference IMG.
-	go run ./hack/image -binary $(LOCALBIN)/pushgateway-lifecycle -ref $(IMG) -o $(LOCALBIN)/pushgateway-lifecycle-image.tar
+image: ## The webhook's image without a container engine: bin/image/ (OCI layout, one index for IMAGE_PLATFORMS) and bin/pushgateway-lifecycle-image.tar (docker-archive, this machine's platform), reference IMG.
+	@for p in $(IMAGE_PLATFORMS); do \
+	  echo "building $$p"; \
+	  CGO_ENABLED=0 GOOS=$${p%/*} GOARCH=$${p#*/} go build -trimpath -ldflags '$(GO_LDFLAGS)' \
+	    -o $(LOCALBIN)/image-build/pushgateway-lifecycle-$${p%/*}-$${p#*/} ./cmd/pushgateway-lifecycle || exit 1; \
+	done
+	go run ./hack/image -ref $(IMG) -layout $(LOCALBIN)/image -o $(LOCALBIN)/pushgateway-lifecycle-image.tar \
+	  $(foreach p,$(IMAGE_PLATFORMS),-platform $(p)=$(LOCALBIN)/image-build/pushgateway-lifecycle-$(subst /,-,$(p)))
+
+.PHONY: docker-buildx
+docker-buildx: ## The same index with Docker: docker buildx for IMAGE_PLATFORMS into bin/image-buildx/ (OCI layout; needs buildx).
+	docker buildx build --build-arg VERSION=$(VERSION) --platform $(subst $(space),$(comma),$(IMAGE_PLATFORMS)) \
+	  --output type=oci,dest=$(LOCALBIN)/image-buildx,tar=false -t $(IMG) .
 
 .PHONY: node-packages
 node-packages: ## containerd, runc, CNI plugins and iptables from Debian, when missing (root).

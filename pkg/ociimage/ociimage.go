@@ -1,7 +1,8 @@
 // Package ociimage builds single-layer container images from files on disk, without a container
 // engine: `make image` builds the webhook's image with it (what the Dockerfile builds, from the
 // same static binary), and the real-node tests build the Pushgateway and pause images with it.
-// The output is a docker-archive tarball, which `ctr images import` and `docker load` read.
+// The output is a docker-archive tarball, which `ctr images import` and `docker load` read, or
+// (index.go) a multi-platform OCI image index written as an OCI image layout.
 package ociimage
 
 import (
@@ -20,6 +21,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // File is one entry of the image's only layer.
@@ -54,15 +56,18 @@ type Spec struct {
 // epoch keeps the build reproducible: the same inputs make the same digest.
 var epoch = time.Unix(0, 0).UTC()
 
-// Build returns the image described by spec.
-func Build(spec Spec) (v1.Image, error) {
+// Build returns the image described by spec, with Docker media types (what a docker-archive
+// tarball carries).
+func Build(spec Spec) (v1.Image, error) { return build(spec, types.DockerLayer) }
+
+func build(spec Spec, layerType types.MediaType) (v1.Image, error) {
 	layerTar, err := layer(spec.Files)
 	if err != nil {
 		return nil, err
 	}
 	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(layerTar)), nil
-	})
+	}, tarball.WithMediaType(layerType))
 	if err != nil {
 		return nil, err
 	}
