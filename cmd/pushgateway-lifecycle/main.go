@@ -42,6 +42,8 @@ Usage:
                                          list unprotected Pushgateway pods and their fix
   pushgateway-lifecycle admission-policy [--policy FILE]
                                          print the same mutation as a MutatingAdmissionPolicy (Kubernetes 1.36+)
+  pushgateway-lifecycle check [-n NS] [--timeout 2m]
+                                         succeed once the API server mutates a dry-run Pushgateway pod (the chart's startup check)
   pushgateway-lifecycle version          print the version
 
 Run "pushgateway-lifecycle <command> --help" for the flags of a command.
@@ -65,6 +67,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return auditCmd(args[1:], stdout, stderr)
 	case "admission-policy":
 		return admissionPolicy(args[1:], stdout, stderr)
+	case "check":
+		return checkCmd(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, version.Version)
 		return exitOK

@@ -22,6 +22,10 @@ const (
 	// LabelInject = "true" on a pod selects it whatever the policy's selector says: the escape
 	// hatch for Pushgateway pods that do not carry the upstream chart's labels.
 	LabelInject = Prefix + "inject"
+	// LabelStartupCheck = "true" marks the dry-run pod of `pushgateway-lifecycle check` (the
+	// chart's post-install hook): a webhook entry of its own, scoped to the release namespace,
+	// sends exactly that pod to the webhook, which no other pod in that namespace is.
+	LabelStartupCheck = Prefix + "startup-check"
 )
 
 // Pod annotations (set them on the workload's pod template).

@@ -86,7 +86,9 @@ func TestAdmissionPolicyModeRendersTheGenerator(t *testing.T) {
 			if err := yaml.Unmarshal([]byte(polText), &polValues); err != nil {
 				t.Fatal(err)
 			}
-			values := map[string]any{"mode": "admissionPolicy"}
+			// The startup check (a hook Job, its RBAC and its binding) is tested on its own
+			// (TestStartupCheckAdmissionPolicyMode); here, the generator's output alone.
+			values := map[string]any{"mode": "admissionPolicy", "startupCheck": map[string]any{"enabled": false}}
 			if polValues != nil {
 				values["policy"] = polValues
 			}
@@ -249,7 +251,7 @@ func TestAdmissionPolicyServerSideDryRun(t *testing.T) {
 		t.Run("chart/"+name, func(t *testing.T) {
 			var polValues map[string]any
 			_ = yaml.Unmarshal([]byte(polText), &polValues)
-			values := map[string]any{"mode": "admissionPolicy"}
+			values := map[string]any{"mode": "admissionPolicy", "startupCheck": map[string]any{"enabled": false}}
 			if polValues != nil {
 				values["policy"] = polValues
 			}

@@ -107,7 +107,9 @@ func TestHelmUpgradeKeepsCertificates(t *testing.T) {
 			t.Fatalf("helm %v: %v\n%s", args, err, out)
 		}
 	}
-	helmRun("install", harness.ChartReleaseName, chart, "--create-namespace")
+	// --no-hooks: no kubelet runs the startup check's Job here (TestStartupCheck* runs the
+	// check itself; test/node runs the Job).
+	helmRun("install", harness.ChartReleaseName, chart, "--create-namespace", "--no-hooks")
 
 	sa := rest.CopyConfig(cp.Config)
 	sa.Impersonate = rest.ImpersonationConfig{
@@ -189,7 +191,7 @@ func TestHelmUpgradeKeepsCertificates(t *testing.T) {
 	}
 	stop()
 
-	helmRun("upgrade", harness.ChartReleaseName, chart, "--set", "webhook.timeoutSeconds=3")
+	helmRun("upgrade", harness.ChartReleaseName, chart, "--set", "webhook.timeoutSeconds=3", "--no-hooks")
 	after, mwcAfter, vwcAfter, timeout := snapshot()
 	if timeout != 3 {
 		t.Fatalf("upgrade did not apply: timeoutSeconds %d", timeout)

@@ -48,7 +48,7 @@ func TestHandoffRender(t *testing.T) {
 		{"unrestricted", map[string]any{"handoff": map[string]any{"restrictPodUpdates": false}}, true, true, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			args, rbac, vap := hasHandoff(render(t, c.values))
+			args, rbac, vap := hasHandoff(render(t, c.values).withoutCheck())
 			if args != c.args || rbac != c.rbac || vap != c.vap {
 				t.Errorf("--handoff %v, pods RBAC %v, restricting policy %v; want %v %v %v", args, rbac, vap, c.args, c.rbac, c.vap)
 			}
@@ -216,11 +216,12 @@ func TestHandoffPodUpdatePolicy(t *testing.T) {
 	})
 }
 
-// applyRendered applies the chart's objects that keep selects, which must be want of them.
+// applyRendered applies the chart's objects that keep selects, which must be want of them
+// (the startup check's objects aside).
 func applyRendered(ctx context.Context, t *testing.T, cp *harness.ControlPlane, want int, what string, keep func(kind, name string) bool) {
 	t.Helper()
 	var docs []string
-	for _, o := range render(t, nil) {
+	for _, o := range render(t, nil).withoutCheck() {
 		if keep(o.GetKind(), o.GetName()) {
 			y, err := yaml.Marshal(o.Object)
 			if err != nil {

@@ -31,6 +31,9 @@ const namespace = harness.WebhookNamespace
 
 type rendered []*unstructured.Unstructured
 
+// noCheck are values without the startup check.
+var noCheck = map[string]any{"startupCheck": map[string]any{"enabled": false}}
+
 func render(t *testing.T, values map[string]any, files ...string) rendered {
 	t.Helper()
 	out, err := harness.RenderChart(namespace, values, files...)
@@ -48,6 +51,19 @@ func (r rendered) all(kind string) []*unstructured.Unstructured {
 	var out []*unstructured.Unstructured
 	for _, o := range r {
 		if o.GetKind() == kind {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// withoutCheck drops the startup check's objects (named <fullname>-startup-check*: its
+// ServiceAccount, Role, RoleBinding, dry-run policy, hook Job and test pod), for the tests of
+// what the webhook's own pods are given; startupcheck_test.go tests those objects.
+func (r rendered) withoutCheck() rendered {
+	var out rendered
+	for _, o := range r {
+		if !strings.HasPrefix(o.GetName(), checkName) {
 			out = append(out, o)
 		}
 	}
@@ -136,6 +152,9 @@ func TestCIValuesRender(t *testing.T) {
 	// pod patches.
 	handoff := []string{"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
 	base = append(base, handoff...)
+	// The startup check (on by default): its ServiceAccount, Role and binding, its dry-run-only
+	// policy and binding, the hook Job and the `helm test` pod.
+	base = append(base, "ServiceAccount", "Role", "RoleBinding", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "Job", "Pod")
 	rotation := []string{"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Secret"}
 	want := map[string][]string{
 		"default":        append(slices.Clone(base), rotation...),
@@ -288,6 +307,8 @@ func TestRBACGrants(t *testing.T) {
 			"ClusterRole : groups=[admissionregistration.k8s.io] resources=[validatingwebhookconfigurations] names=[pushgateway-lifecycle] verbs=[get list watch update] nonResource=[]",
 			"ClusterRole : groups=[events.k8s.io] resources=[events] names=[] verbs=[create patch] nonResource=[]",
 			"Role " + namespace + ": groups=[] resources=[events] names=[] verbs=[create patch] nonResource=[]",
+			// The startup check's, to its own ServiceAccount; a policy narrows it to dry-runs.
+			"Role " + namespace + ": groups=[] resources=[pods] names=[] verbs=[create] nonResource=[]",
 			"Role " + namespace + ": groups=[] resources=[secrets] names=[pushgateway-lifecycle-certs] verbs=[get list watch update] nonResource=[]",
 			"Role " + namespace + ": groups=[coordination.k8s.io] resources=[leases] names=[] verbs=[create] nonResource=[]",
 			"Role " + namespace + ": groups=[coordination.k8s.io] resources=[leases] names=[pushgateway-lifecycle-handoff] verbs=[get update] nonResource=[]",
@@ -299,7 +320,11 @@ func TestRBACGrants(t *testing.T) {
 			for _, o := range r.all(kind) {
 				var b rbacv1.ClusterRoleBinding
 				_ = runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &b)
-				if len(b.Subjects) != 1 || b.Subjects[0].Kind != "ServiceAccount" || b.Subjects[0].Name != "pushgateway-lifecycle" || b.Subjects[0].Namespace != namespace {
+				sa := "pushgateway-lifecycle"
+				if strings.HasPrefix(o.GetName(), checkName) {
+					sa = checkName
+				}
+				if len(b.Subjects) != 1 || b.Subjects[0].Kind != "ServiceAccount" || b.Subjects[0].Name != sa || b.Subjects[0].Namespace != namespace {
 					t.Errorf("%s %s subjects %+v", kind, o.GetName(), b.Subjects)
 				}
 			}
@@ -326,7 +351,7 @@ func TestRBACGrants(t *testing.T) {
 				t.Errorf("rotation right with cert-manager: %s", g)
 			}
 		}
-		if n := len(rbacGrants(t, r)); n != 6 {
+		if n := len(rbacGrants(t, r.withoutCheck())); n != 6 {
 			t.Errorf("%d grants, want the handoff gate's 5 and the drift watch's namespaces", n)
 		}
 		var d appsv1.Deployment
@@ -336,7 +361,7 @@ func TestRBACGrants(t *testing.T) {
 		}
 	})
 	t.Run("cert-manager, handoff off", func(t *testing.T) {
-		r := render(t, map[string]any{"certManager": map[string]any{"enabled": true}, "handoff": map[string]any{"enabled": false}})
+		r := render(t, map[string]any{"certManager": map[string]any{"enabled": true}, "handoff": map[string]any{"enabled": false}}).withoutCheck()
 		for _, kind := range []string{"Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding", "Secret"} {
 			if n := len(r.all(kind)); n != 0 {
 				t.Errorf("%d %s rendered with cert-manager", n, kind)
@@ -512,9 +537,12 @@ func kustomize(t *testing.T, dir string) rendered {
 // config/default is equivalent to the chart's defaults on what matters: the webhooks (rules,
 // selectors, conditions, policies, paths), the pod's security and HA settings and flags (names
 // aside), and the RBAC (names aside).
+//
+// The startup check is the chart's alone: it is a Helm hook (post-install, post-upgrade, helm
+// test), which kustomize has no equivalent of.
 func TestKustomizeEquivalentToChart(t *testing.T) {
 	k := kustomize(t, "config/default")
-	c := render(t, nil)
+	c := render(t, noCheck)
 
 	var km, cm admissionv1.MutatingWebhookConfiguration
 	k.one(t, "MutatingWebhookConfiguration", &km)
@@ -607,7 +635,7 @@ func TestKustomizeEquivalentToChart(t *testing.T) {
 
 	t.Run("certmanager overlay", func(t *testing.T) {
 		k := kustomize(t, "config/certmanager")
-		ch := render(t, map[string]any{"certManager": map[string]any{"enabled": true}})
+		ch := render(t, map[string]any{"certManager": map[string]any{"enabled": true}, "startupCheck": noCheck["startupCheck"]})
 		if n := len(k.all("Secret")); n != 0 {
 			t.Errorf("%d Secret with cert-manager", n)
 		}

@@ -79,6 +79,9 @@ func DefaultWebhookConfigs() WebhookConfigs {
 		}}
 	}
 	allScope := admissionv1.AllScopes
+	namespaced := admissionv1.NamespacedScope
+	fail := admissionv1.Fail
+	never := admissionv1.NeverReinvocationPolicy
 	return WebhookConfigs{
 		Mutating: &admissionv1.MutatingWebhookConfiguration{
 			ObjectMeta: metav1.ObjectMeta{Name: ConfigName},
@@ -103,6 +106,26 @@ func DefaultWebhookConfigs() WebhookConfigs {
 				SideEffects:             &none,
 				FailurePolicy:           &ignore,
 				ReinvocationPolicy:      &ifNeeded,
+				TimeoutSeconds:          &timeout,
+				AdmissionReviewVersions: []string{"v1"},
+			}, {
+				// The startup check's dry-run pod in the webhook's own namespace, and nothing
+				// else (pkg/check; the chart's startupCheck).
+				Name:         "startup-check.pushgateway-lifecycle.io",
+				ClientConfig: path(MutatePodPath),
+				Rules: []admissionv1.RuleWithOperations{{
+					Operations: []admissionv1.OperationType{admissionv1.Create},
+					Rule: admissionv1.Rule{
+						APIGroups: []string{""}, APIVersions: []string{"v1"},
+						Resources: []string{"pods"}, Scope: &namespaced,
+					},
+				}},
+				NamespaceSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{corev1.LabelMetadataName: WebhookNamespace}},
+				ObjectSelector:          &metav1.LabelSelector{MatchLabels: map[string]string{annotations.LabelStartupCheck: "true"}},
+				MatchPolicy:             &equivalent,
+				SideEffects:             &none,
+				FailurePolicy:           &fail,
+				ReinvocationPolicy:      &never,
 				TimeoutSeconds:          &timeout,
 				AdmissionReviewVersions: []string{"v1"},
 			}},

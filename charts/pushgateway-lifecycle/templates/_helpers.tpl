@@ -125,3 +125,67 @@ clientConfig:
     path: {{ .path }}
     port: 443
 {{- end }}
+
+{{/* The startup check's deadline: its own timeout plus a minute to pull the image and start. */}}
+{{- define "pgl.startupCheckDeadline" -}}
+{{- $t := .Values.startupCheck.timeout }}
+{{- $s := 0 }}
+{{- if hasSuffix "m" $t }}{{ $s = mul (trimSuffix "m" $t | int) 60 }}{{ else }}{{ $s = trimSuffix "s" $t | int }}{{ end }}
+{{- add $s 60 }}
+{{- end }}
+
+{{/* The pod of the startup check, shared by the hook Job and the `helm test` pod. */}}
+{{- define "pgl.startupCheckPodSpec" -}}
+{{- $root := .root -}}
+serviceAccountName: {{ .name }}
+restartPolicy: Never
+{{- with $root.Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $root.Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $root.Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  runAsNonRoot: true
+  runAsUser: 65532
+  runAsGroup: 65532
+  seccompProfile:
+    type: RuntimeDefault
+containers:
+  - name: check
+    image: "{{ $root.Values.image.repository }}:{{ $root.Values.image.tag | default $root.Chart.AppVersion }}"
+    imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+    args:
+      - check
+      - --namespace={{ $root.Release.Namespace }}
+      - --timeout={{ $root.Values.startupCheck.timeout }}
+    terminationMessagePolicy: FallbackToLogsOnError
+    resources:
+      requests:
+        cpu: 10m
+        memory: 32Mi
+      limits:
+        memory: 64Mi
+    securityContext:
+      allowPrivilegeEscalation: false
+      readOnlyRootFilesystem: true
+      capabilities:
+        drop: ["ALL"]
+{{- end }}
+
+{{/* Labels of the check's pods: not the webhook's selector labels, so that neither its Service,
+     its PodDisruptionBudget nor its NetworkPolicy selects them. */}}
+{{- define "pgl.startupCheckLabels" -}}
+helm.sh/chart: {{ include "pgl.chart" . }}
+app.kubernetes.io/name: {{ include "pgl.name" . }}-startup-check
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: startup-check
+{{- end }}
