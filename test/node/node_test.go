@@ -9,6 +9,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -288,6 +289,18 @@ func TestNodeChart(t *testing.T) {
 	}
 	t.Logf("certificates: Secret %s has %d keys; caBundle injected into %d webhook configurations", certSecret, len(secret.Data), len(caBefore))
 
+	t.Run("the startup check ran after install, and passes as helm test", func(t *testing.T) {
+		checkHookRan(ctx, t, n, helmDir, harness.ChartReleaseName, harness.ChartNamespace)
+		out, err := n.Helm(ctx, helmDir, "test", harness.ChartReleaseName, "--namespace", harness.ChartNamespace, "--logs", "--timeout", "3m")
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		if !strings.Contains(out, "Succeeded") || !strings.Contains(out, "ok: the API server mutates Pushgateway pods in "+harness.ChartNamespace) {
+			t.Fatalf("helm test did not show the check's success:\n%s", out)
+		}
+		t.Logf("helm test:\n%s", out)
+	})
+
 	t.Run("upstream Pushgateway gets the hook and the kubelet runs it", func(t *testing.T) {
 		kubectl(t, n, nil, "create", "namespace", "monitoring")
 		kubectl(t, n, nil, "label", "namespace", "monitoring", "pushgateway-lifecycle.io/injection=enabled")
@@ -429,6 +442,7 @@ func TestNodeChart(t *testing.T) {
 			}
 		}
 		t.Logf("helm upgrade rolled both replicas; Secret and caBundles unchanged")
+		checkHookRan(ctx, t, n, helmDir, harness.ChartReleaseName, harness.ChartNamespace)
 	})
 
 	t.Run("webhook logs show no error", func(t *testing.T) {
@@ -476,7 +490,69 @@ func TestNodeChart(t *testing.T) {
 		}
 	})
 
+	t.Run("an install whose webhook never answers fails, and Helm prints the check's reason", func(t *testing.T) {
+		const release, ns = "broken", "pgl-broken"
+		chart, err := harness.ChartDir()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// No replica: nothing serves the webhook and nothing injects its caBundle.
+		start := time.Now()
+		out, err := n.Helm(ctx, helmDir, "install", release, chart, "--namespace", ns, "--create-namespace",
+			"--set", "replicaCount=0", "--set", "startupCheck.timeout=20s", "--wait", "--timeout", "3m")
+		if err == nil {
+			t.Fatalf("helm install --wait passed with no webhook replica:\n%s", out)
+		}
+		for _, want := range []string{"failed post-install", "FAILED: no Pushgateway pod created in namespace " + ns, `failed calling webhook "startup-check.pushgateway-lifecycle.io"`} {
+			if !strings.Contains(out, want) {
+				t.Errorf("helm install's output lacks %q:\n%s", want, out)
+			}
+		}
+		t.Logf("helm install failed after %.1fs, as it should:\n%s", time.Since(start).Seconds(), out)
+		// Helm keeps a failed hook (delete policy hook-succeeded) and never deletes hooks on
+		// uninstall: the Job goes with its namespace.
+		if out, err := n.Helm(ctx, helmDir, "uninstall", release, "--namespace", ns, "--wait", "--timeout", "2m"); err != nil {
+			t.Errorf("%v\n%s", err, out)
+		}
+		kubectl(t, n, nil, "delete", "namespace", ns, "--wait", "--timeout", "2m")
+	})
+
 	stopAndCheck(t, n)
+}
+
+// checkHookRan reads the release record: the startup check's post-install Job ran and
+// succeeded (Helm deleted it then, by its delete policy).
+func checkHookRan(ctx context.Context, t *testing.T, n *harness.Node, helmDir, release, ns string) {
+	t.Helper()
+	out, err := n.Helm(ctx, helmDir, "status", release, "--namespace", ns, "-o", "json")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var st struct {
+		Hooks []struct {
+			Name    string   `json:"name"`
+			Kind    string   `json:"kind"`
+			Events  []string `json:"events"`
+			LastRun struct {
+				StartedAt   time.Time `json:"started_at"`
+				CompletedAt time.Time `json:"completed_at"`
+				Phase       string    `json:"phase"`
+			} `json:"last_run"`
+		} `json:"hooks"`
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("helm status -o json: %v\n%s", err, out)
+	}
+	for _, h := range st.Hooks {
+		if h.Kind == "Job" && strings.HasSuffix(h.Name, "-startup-check") {
+			if h.LastRun.Phase != "Succeeded" {
+				t.Fatalf("the startup check's Job: phase %q", h.LastRun.Phase)
+			}
+			t.Logf("the startup check's Job (%v) succeeded in %.1fs", h.Events, h.LastRun.CompletedAt.Sub(h.LastRun.StartedAt).Seconds())
+			return
+		}
+	}
+	t.Fatalf("no startup check Job among the release's hooks: %+v", st.Hooks)
 }
 
 func keys[V any](m map[string]V) []string {
