@@ -97,6 +97,20 @@ build_kube() {
     sed -n 's#^\s*\(k8s\.io/[a-z0-9-]*\) => \./staging/.*#\t\1 => \1 '"$STAGING_VERSION"'#p' "$gomod"
     echo ")"
   } > "$wrap/go.mod"
+  # The module proxy does not serve every staging module at every release (403): on 1.32.13,
+  # k8s.io/endpointslice v0.32.13; on 1.31.14, k8s.io/kube-scheduler v0.31.14. Such a module is
+  # taken at the newest patch of the same minor that it serves (patch releases of a staging
+  # module keep their API), and the log says so; docs/versions.md names each case.
+  local m fallback
+  for m in $( (cd "$wrap" && GOFLAGS=-mod=mod go mod download -json $(sed -n 's#^\t\(k8s\.io/[a-z0-9-]*\) => .*#\1@'"$STAGING_VERSION"'#p' "$wrap/go.mod") 2>/dev/null) \
+      | awk -F'"' '/"Path":/ {p=$4} /"Error":/ {print p}' | sort -u); do
+    [ "$m" = k8s.io/legacy-cloud-providers ] && continue
+    fallback=$( (cd "$wrap" && GOFLAGS=-mod=mod go list -m -versions "$m" 2>/dev/null) | tr ' ' '\n' \
+      | grep "^${STAGING_VERSION%.*}\.[0-9]*$" | sort -V | awk -v cur="$STAGING_VERSION" '{ split($0, a, "."); split(cur, b, "."); if (a[3] + 0 < b[3] + 0) v = $0 } END { print v }')
+    [ -n "$fallback" ] || die "$m@$STAGING_VERSION is not on the module proxy, nor any earlier ${STAGING_VERSION%.*} patch"
+    log "$m@$STAGING_VERSION is not on the module proxy: taking $m@$fallback"
+    sed -i "s#^\t$m => $m $STAGING_VERSION\$#\t$m => $m $fallback#" "$wrap/go.mod"
+  done
   # Releases up to 1.30 still import the in-tree cloud providers from the staging module
   # k8s.io/legacy-cloud-providers, which the module proxy does not serve for every release
   # (v0.29.6: 403). Kubernetes' own `providerless` build tag leaves them out; the control

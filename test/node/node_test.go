@@ -291,7 +291,9 @@ func TestNodeChart(t *testing.T) {
 
 	t.Run("the startup check ran after install, and passes as helm test", func(t *testing.T) {
 		checkHookRan(ctx, t, n, helmDir, harness.ChartReleaseName, harness.ChartNamespace)
-		out, err := n.Helm(ctx, helmDir, "test", harness.ChartReleaseName, "--namespace", harness.ChartNamespace, "--logs", "--timeout", "3m")
+		// No --logs: the test pod is deleted once it succeeded, and Helm prints its log by
+		// the pod's hook-output-log-policy before that.
+		out, err := n.Helm(ctx, helmDir, "test", harness.ChartReleaseName, "--namespace", harness.ChartNamespace, "--timeout", "3m")
 		if err != nil {
 			t.Fatalf("%v\n%s", err, out)
 		}
@@ -496,14 +498,17 @@ func TestNodeChart(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// No replica: nothing serves the webhook and nothing injects its caBundle.
+		// The server listens on another port than the one its Service targets (a later flag
+		// wins): the replicas are Ready, the Deployment too, so --wait alone would pass, and
+		// every call of the API server is refused, so every Pushgateway pod would be created
+		// unpatched under failurePolicy Ignore.
 		start := time.Now()
 		out, err := n.Helm(ctx, helmDir, "install", release, chart, "--namespace", ns, "--create-namespace",
-			"--set", "replicaCount=0", "--set", "startupCheck.timeout=20s", "--wait", "--timeout", "3m")
+			"--set", "replicaCount=1", "--set", "extraArgs[0]=--webhook-port=9444", "--set", "startupCheck.timeout=20s", "--wait", "--timeout", "3m")
 		if err == nil {
-			t.Fatalf("helm install --wait passed with no webhook replica:\n%s", out)
+			t.Fatalf("helm install --wait passed with a webhook the API server cannot reach:\n%s", out)
 		}
-		for _, want := range []string{"failed post-install", "FAILED: no Pushgateway pod created in namespace " + ns, `failed calling webhook "startup-check.pushgateway-lifecycle.io"`} {
+		for _, want := range []string{"failed post-install", "FAILED: no Pushgateway pod created in namespace " + ns, `failed calling webhook "startup-check.pushgateway-lifecycle.io"`, "connection refused"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("helm install's output lacks %q:\n%s", want, out)
 			}
@@ -533,10 +538,11 @@ func checkHookRan(ctx context.Context, t *testing.T, n *harness.Node, helmDir, r
 			Name    string   `json:"name"`
 			Kind    string   `json:"kind"`
 			Events  []string `json:"events"`
+			// Helm writes "" for a time it has not set, which time.Time does not decode.
 			LastRun struct {
-				StartedAt   time.Time `json:"started_at"`
-				CompletedAt time.Time `json:"completed_at"`
-				Phase       string    `json:"phase"`
+				StartedAt   string `json:"started_at"`
+				CompletedAt string `json:"completed_at"`
+				Phase       string `json:"phase"`
 			} `json:"last_run"`
 		} `json:"hooks"`
 	}
@@ -548,7 +554,12 @@ func checkHookRan(ctx context.Context, t *testing.T, n *harness.Node, helmDir, r
 			if h.LastRun.Phase != "Succeeded" {
 				t.Fatalf("the startup check's Job: phase %q", h.LastRun.Phase)
 			}
-			t.Logf("the startup check's Job (%v) succeeded in %.1fs", h.Events, h.LastRun.CompletedAt.Sub(h.LastRun.StartedAt).Seconds())
+			started, err1 := time.Parse(time.RFC3339Nano, h.LastRun.StartedAt)
+			completed, err2 := time.Parse(time.RFC3339Nano, h.LastRun.CompletedAt)
+			if err1 != nil || err2 != nil {
+				t.Fatalf("the startup check's Job: started %q, completed %q", h.LastRun.StartedAt, h.LastRun.CompletedAt)
+			}
+			t.Logf("the startup check's Job (%v) succeeded in %.1fs", h.Events, completed.Sub(started).Seconds())
 			return
 		}
 	}
@@ -570,7 +581,8 @@ func waitCerts(t *testing.T, n *harness.Node) *corev1.Secret {
 	for {
 		s, err := n.Clientset.CoreV1().Secrets(harness.ChartNamespace).Get(context.Background(), certSecret, metav1.GetOptions{})
 		if err == nil && len(s.Data["ca.crt"]) > 0 && len(s.Data["tls.crt"]) > 0 && len(s.Data["tls.key"]) > 0 {
-			if cas := caBundles(t, n); len(cas) == 2 {
+			// pods and startup-check (mutating), workloads (validating).
+			if cas := caBundles(t, n); len(cas) == 3 {
 				ok := true
 				for _, ca := range cas {
 					ok = ok && len(ca) > 0
