@@ -448,6 +448,21 @@ func TestNodeChart(t *testing.T) {
 	})
 
 	t.Run("webhook logs show no error", func(t *testing.T) {
+		// The upgrade's old pods may still be terminating: read the two that stay.
+		deadline := time.Now().Add(2 * time.Minute)
+		for {
+			pods, err := n.Clientset.CoreV1().Pods(harness.ChartNamespace).List(ctx, metav1.ListOptions{LabelSelector: webhookSelector})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(pods.Items) == 2 && pods.Items[0].DeletionTimestamp == nil && pods.Items[1].DeletionTimestamp == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d webhook pods 2 minutes after the upgrade, want its 2", len(pods.Items))
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
 		for _, p := range waitReady(t, n, harness.ChartNamespace, webhookSelector, 2, time.Minute) {
 			logs := kubectl(t, n, nil, "logs", "-n", harness.ChartNamespace, p.Name)
 			var bad []string
