@@ -30,6 +30,18 @@ const (
 	auditExitError       = 2
 )
 
+// kubeconfigFlags adds kubectl's --kubeconfig and --context to fs; the function it returns
+// gives the client configuration they name, once fs is parsed.
+func kubeconfigFlags(fs *pflag.FlagSet) func() clientcmd.ClientConfig {
+	loading := clientcmd.NewDefaultClientConfigLoadingRules()
+	fs.StringVar(&loading.ExplicitPath, "kubeconfig", "", "Path to the kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or the in-cluster config).")
+	overrides := &clientcmd.ConfigOverrides{}
+	fs.StringVar(&overrides.CurrentContext, "context", "", "The kubeconfig context to use.")
+	return func() clientcmd.ClientConfig {
+		return clientcmd.NewNonInteractiveDeferredLoadingClientConfig(loading, overrides)
+	}
+}
+
 // chartName is the chart's name, from which Helm derives the full name of its resources.
 const chartName = "pushgateway-lifecycle"
 
@@ -44,10 +56,7 @@ func auditCmd(args []string, stdout, stderr io.Writer) int {
 			"Lists the Pushgateway pods the policy selects that are not protected, and the command that fixes each workload.\n"+
 			"Exit status: 0 every pod protected (or opted out), 1 some pod is not, 2 an error (the report then holds what could be read).\n\n%s", fs.FlagUsages())
 	}
-	loading := clientcmd.NewDefaultClientConfigLoadingRules()
-	fs.StringVar(&loading.ExplicitPath, "kubeconfig", "", "Path to the kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or the in-cluster config).")
-	overrides := &clientcmd.ConfigOverrides{}
-	fs.StringVar(&overrides.CurrentContext, "context", "", "The kubeconfig context to use.")
+	kubeconfig := kubeconfigFlags(fs)
 	namespace := fs.StringP("namespace", "n", "", "Namespace to audit (default: the context's namespace).")
 	all := fs.BoolP("all-namespaces", "A", false, "Audit every namespace.")
 	output := fs.StringP("output", "o", "", "Output format: wide, json or yaml (default: a table of the workloads).")
@@ -86,7 +95,7 @@ func auditCmd(args []string, stdout, stderr io.Writer) int {
 		return fail("--policy and --from-release are exclusive: the policy comes from one place")
 	}
 
-	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(loading, overrides)
+	cc := kubeconfig()
 	cfg, err := cc.ClientConfig()
 	if err != nil {
 		return fail("kubeconfig: %v", err)

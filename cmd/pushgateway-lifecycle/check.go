@@ -11,7 +11,6 @@ import (
 
 	"github.com/spf13/pflag"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/check"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/version"
@@ -34,10 +33,7 @@ func checkCmd(args []string, stdout, stderr io.Writer) int {
 			"product's preStop hook and grace period. The chart runs it after install and upgrade, and as `helm test`.\n"+
 			"Exit status: 0 the mutation works, 1 it did not within --timeout (the reason is printed), 2 bad flags.\n\n%s", fs.FlagUsages())
 	}
-	loading := clientcmd.NewDefaultClientConfigLoadingRules()
-	fs.StringVar(&loading.ExplicitPath, "kubeconfig", "", "Path to the kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or the in-cluster config).")
-	overrides := &clientcmd.ConfigOverrides{}
-	fs.StringVar(&overrides.CurrentContext, "context", "", "The kubeconfig context to use.")
+	kubeconfig := kubeconfigFlags(fs)
 	fs.StringVarP(&o.Namespace, "namespace", "n", os.Getenv("POD_NAMESPACE"), "Namespace of the dry-run pod: the release namespace, where only the check's labelled pod is sent to the product (default $POD_NAMESPACE, else the context's).")
 	fs.DurationVar(&o.Timeout, "timeout", o.Timeout, "Give up after this long.")
 	fs.DurationVar(&o.Interval, "interval", o.Interval, "Wait between two attempts.")
@@ -50,7 +46,7 @@ func checkCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "error: %v\n\n%s", err, fs.FlagUsages())
 		return checkExitError
 	}
-	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(loading, overrides)
+	cc := kubeconfig()
 	cfg, err := cc.ClientConfig()
 	if err != nil {
 		fmt.Fprintf(stderr, "error: kubeconfig: %v\n", err)

@@ -25,6 +25,17 @@ import (
 // mapAPI is what `.Capabilities.APIVersions` must hold for mode: admissionPolicy.
 const mapAPI = "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy"
 
+// skipWithoutMAP skips a test of mode: admissionPolicy on a release that does not serve
+// MutatingAdmissionPolicy v1 (1.36+, make test-versions).
+func skipWithoutMAP(t *testing.T) {
+	t.Helper()
+	if minor, err := harness.KubeMinor(); err != nil {
+		t.Fatal(err)
+	} else if minor < 36 {
+		t.Skipf("Kubernetes 1.%d does not serve MutatingAdmissionPolicy v1 (1.36+)", minor)
+	}
+}
+
 // renderWith runs helm template with extra arguments (harness.RenderChart has none).
 func renderWith(t *testing.T, values map[string]any, extra ...string) ([]byte, error) {
 	t.Helper()
@@ -228,12 +239,7 @@ func TestAdmissionPolicyServerSideDryRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts kube-apiserver")
 	}
-	// mode: admissionPolicy needs MutatingAdmissionPolicy v1, served from 1.36 (make test-versions).
-	if minor, err := harness.KubeMinor(); err != nil {
-		t.Fatal(err)
-	} else if minor < 36 {
-		t.Skipf("Kubernetes 1.%d does not serve MutatingAdmissionPolicy v1 (1.36+)", minor)
-	}
+	skipWithoutMAP(t)
 	cp := harness.NewControlPlane(t, harness.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

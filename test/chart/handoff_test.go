@@ -216,12 +216,18 @@ func TestHandoffPodUpdatePolicy(t *testing.T) {
 	})
 }
 
-// applyRendered applies the chart's objects that keep selects, which must be want of them
-// (the startup check's objects aside).
+// applyRendered applies the chart's default objects that keep selects, which must be want of
+// them (the startup check's objects aside).
 func applyRendered(ctx context.Context, t *testing.T, cp *harness.ControlPlane, want int, what string, keep func(kind, name string) bool) {
 	t.Helper()
+	applyKept(ctx, t, cp, render(t, nil).withoutCheck(), want, what, keep)
+}
+
+// applyKept applies the objects that keep selects, which must be want of them.
+func applyKept(ctx context.Context, t *testing.T, cp *harness.ControlPlane, objs rendered, want int, what string, keep func(kind, name string) bool) {
+	t.Helper()
 	var docs []string
-	for _, o := range render(t, nil).withoutCheck() {
+	for _, o := range objs {
 		if keep(o.GetKind(), o.GetName()) {
 			y, err := yaml.Marshal(o.Object)
 			if err != nil {

@@ -15,8 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"sigs.k8s.io/yaml"
-
+	
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/check"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/harness"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/testpki"
@@ -38,30 +37,6 @@ func asCheckServiceAccount(cp *harness.ControlPlane) kubernetes.Interface {
 	cfg.Impersonate.UserName = "system:serviceaccount:" + namespace + ":" + checkName
 	cfg.Impersonate.Groups = []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"}
 	return kubernetes.NewForConfigOrDie(cfg)
-}
-
-func applyObjects(ctx context.Context, t *testing.T, cp *harness.ControlPlane, manifests []byte, want int, keep func(kind, name string) bool) {
-	t.Helper()
-	objs, err := harness.SplitObjects(manifests)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var docs []string
-	for _, o := range objs {
-		if keep(o.GetKind(), o.GetName()) {
-			y, err := yaml.Marshal(o.Object)
-			if err != nil {
-				t.Fatal(err)
-			}
-			docs = append(docs, string(y))
-		}
-	}
-	if len(docs) != want {
-		t.Fatalf("%d objects selected, want %d", len(docs), want)
-	}
-	if _, stderr, err := cp.Kubectl(ctx, strings.NewReader(strings.Join(docs, "---\n")), "apply", "-f", "-"); err != nil {
-		t.Fatalf("apply: %v\n%s", err, stderr)
-	}
 }
 
 func runCheck(ctx context.Context, t *testing.T, cs kubernetes.Interface, timeout time.Duration) (check.Result, error) {
@@ -91,11 +66,7 @@ func TestStartupCheckWebhookMode(t *testing.T) {
 	if err := cp.CreateNamespace(ctx, namespace, false); err != nil {
 		t.Fatal(err)
 	}
-	out, err := harness.RenderChart(namespace, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	applyObjects(ctx, t, cp, out, 5, isCheckObject)
+	applyKept(ctx, t, cp, render(t, nil), 5, "the check's ServiceAccount, Role, RoleBinding, policy and binding", isCheckObject)
 	asCheck := asCheckServiceAccount(cp)
 	w := cp.StartWebhook(t, harness.WebhookOptions{})
 	chartConfigs, err := harness.ChartWebhookConfigs(nil)
@@ -191,11 +162,7 @@ func TestStartupCheckAdmissionPolicyMode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts kube-apiserver")
 	}
-	if minor, err := harness.KubeMinor(); err != nil {
-		t.Fatal(err)
-	} else if minor < 36 {
-		t.Skipf("Kubernetes 1.%d does not serve MutatingAdmissionPolicy v1 (1.36+)", minor)
-	}
+	skipWithoutMAP(t)
 	cp := harness.NewControlPlane(t, harness.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -206,8 +173,11 @@ func TestStartupCheckAdmissionPolicyMode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The generator's six policies and bindings, and the check's six objects.
-	applyObjects(ctx, t, cp, out, 12, func(kind, _ string) bool { return kind != "Job" && kind != "Pod" })
+	objs, err := harness.SplitObjects(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	applyKept(ctx, t, cp, objs, 12, "the generator's six policies and bindings, and the check's six objects", func(kind, _ string) bool { return kind != "Job" && kind != "Pod" })
 	asCheck := asCheckServiceAccount(cp)
 	res, err := runCheck(ctx, t, asCheck, 60*time.Second)
 	if err != nil {
