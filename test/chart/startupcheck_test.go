@@ -15,7 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	
+
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/check"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/harness"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/testpki"

@@ -550,9 +550,9 @@ func checkHookRan(ctx context.Context, t *testing.T, n *harness.Node, helmDir, r
 	}
 	var st struct {
 		Hooks []struct {
-			Name    string   `json:"name"`
-			Kind    string   `json:"kind"`
-			Events  []string `json:"events"`
+			Name   string   `json:"name"`
+			Kind   string   `json:"kind"`
+			Events []string `json:"events"`
 			// Helm writes "" for a time it has not set, which time.Time does not decode.
 			LastRun struct {
 				StartedAt   string `json:"started_at"`
