@@ -217,7 +217,7 @@ run-node: node-packages build node-binaries pushgateway helm ## `make run` with 
 ##@ Kubernetes versions
 
 # The releases `make test-versions` proves: the latest patch of every supported minor that the Go
-# module proxy serves (docs/versions.md), oldest to newest. Each cold release builds for 15-35 min
+# module proxy serves (docs/versions.md), oldest to newest. Each cold release builds for 4-30 min
 # on 2 cores; name a subset (TEST_VERSIONS="v1.30.14 v1.37.2") for a quicker run.
 TEST_VERSIONS ?= v1.30.14 v1.31.14 v1.32.13 v1.33.13 v1.34.4 v1.35.4 v1.36.3 v1.37.2
 
