@@ -1,16 +1,13 @@
 // Command image builds the webhook's container image without a container engine, from static
 // binaries built beforehand (`make image` cross-compiles them), in the layout and with the
-// metadata of the Dockerfile's final stage (see pkg/ociimage.Webhook):
+// metadata of the Dockerfile's final stage (see pkg/ociimage.Webhook). With -layout it writes
+// one OCI image index holding every -platform as an OCI image layout (push it with
+// `crane push --index DIR REF`); with -o, a docker-archive tarball of the build machine's
+// platform, which `docker load`, `ctr images import` and `kind load image-archive` read.
 //
-//   - with -layout, one OCI image index holding every -platform, written as an OCI image layout
-//     (push it with `crane push --index DIR REF`);
-//
-//   - with -o, a docker-archive tarball of the build machine's platform, which `docker load`,
-//     `ctr images import` and `kind load image-archive` read.
-//
-//     go run ./hack/image -ref ghcr.io/...:v1 -layout bin/image -o bin/image.tar \
-//     -platform linux/amd64=bin/image-build/pushgateway-lifecycle-linux-amd64 \
-//     -platform linux/arm64=bin/image-build/pushgateway-lifecycle-linux-arm64
+//	go run ./hack/image -ref ghcr.io/...:v1 -layout bin/image -o bin/image.tar \
+//	  -platform linux/amd64=bin/image-build/pushgateway-lifecycle-linux-amd64 \
+//	  -platform linux/arm64=bin/image-build/pushgateway-lifecycle-linux-arm64
 package main
 
 import (

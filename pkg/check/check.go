@@ -162,9 +162,10 @@ func once(ctx context.Context, cs kubernetes.Interface, o Options) (Result, erro
 	// so that one hung call cannot use the whole budget.
 	actx, cancel := context.WithTimeout(ctx, 35*time.Second)
 	defer cancel()
-	stored, err := cs.CoreV1().Pods(o.Namespace).Create(actx, Pod(o), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	pod := Pod(o)
+	stored, err := cs.CoreV1().Pods(o.Namespace).Create(actx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 	if err != nil {
-		return Result{}, fmt.Errorf("dry-run create of pod %s/%s: %w", o.Namespace, Pod(o).Name, err)
+		return Result{}, fmt.Errorf("dry-run create of pod %s/%s: %w", o.Namespace, pod.Name, err)
 	}
 	return Judge(stored, o.Container)
 }
