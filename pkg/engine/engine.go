@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -370,7 +371,7 @@ func otherSleeps(pod *corev1.Pod, targets []int) (int64, string) {
 		}
 	}
 	for i := range pod.Spec.Containers {
-		if !containsInt(targets, i) {
+		if !slices.Contains(targets, i) {
 			note(&pod.Spec.Containers[i])
 		}
 	}
@@ -502,7 +503,7 @@ func targetContainers(pod *corev1.Pod, names []string) ([]int, *field.Error) {
 				missing = append(missing, n)
 				continue
 			}
-			if !containsInt(idx, found) {
+			if !slices.Contains(idx, found) {
 				idx = append(idx, found)
 			}
 		}
@@ -515,7 +516,7 @@ func targetContainers(pod *corev1.Pod, names []string) ([]int, *field.Error) {
 				fmt.Sprintf("%s: names no container of this pod (%s); must be a comma-separated list of: %s",
 					annotations.Truncate(strings.Join(names, ",")), annotations.Truncate(strings.Join(missing, ",")), annotations.Truncate(strings.Join(existing, ","))))
 		}
-		sortInts(idx)
+		slices.Sort(idx)
 		return idx, nil
 	}
 	var idx []int
@@ -541,23 +542,6 @@ func imageName(image string) string {
 		image = image[:i]
 	}
 	return image
-}
-
-func containsInt(s []int, v int) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
-}
-
-func sortInts(s []int) {
-	for i := 1; i < len(s); i++ {
-		for j := i; j > 0 && s[j] < s[j-1]; j-- {
-			s[j], s[j-1] = s[j-1], s[j]
-		}
-	}
 }
 
 // Hook builds the preStop handler for an action and a sleep.
