@@ -62,9 +62,6 @@ type Options struct {
 	// MaxInflightRequestBytes bounds the body buffers that all requests being read hold at
 	// once, beyond a small pre-size each (0: no bound; see pglwebhook.Limits).
 	MaxInflightRequestBytes int64
-	// Handlers, when set, are served instead of the product's handlers: the test servers
-	// under test/bench run on this same TLS stack, limits, probes and drain, to be measured fairly.
-	Handlers map[string]http.Handler
 
 	// CertRotation, when set, runs the in-process certificate rotator (pkg/certs) in a
 	// controller-runtime Manager: the only part of the server that talks to the API.
@@ -177,8 +174,31 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 		}
 	}
 
+	handlers := map[string]http.Handler{
+		pglwebhook.PathMutatePods:        &pglwebhook.PodMutator{Policy: watcher, Log: log.WithName("pods"), Handoff: holders},
+		pglwebhook.PathValidateWorkloads: &pglwebhook.WorkloadValidator{Policy: watcher, Log: log.WithName("workloads")},
+	}
+	return serve(ctx, o, handlers, log, watcher.Start)
+}
+
+// Serve serves handlers (path to handler) the way Run serves the product's: on the same TLS
+// stack, with the same request limits, metrics and probe servers, certificate wait and drain.
+// The options of the product's handlers (PolicyFile, CertRotation, Handoff, Drift and the
+// leader election) play no part. The reference servers under test/bench run on it, so that
+// they are measured on the product's server.
+func Serve(ctx context.Context, o Options, handlers map[string]http.Handler, log logr.Logger) error {
+	if errs := o.Validate(); len(errs) > 0 {
+		return errs.ToAggregate()
+	}
+	return serve(ctx, o, handlers, log)
+}
+
+// serve is Run and Serve once the options are valid: it runs handlers on the webhook server,
+// and run (beside the servers, stopped after the drain) until ctx is cancelled.
+func serve(ctx context.Context, o Options, handlers map[string]http.Handler, log logr.Logger, run ...func(context.Context) error) error {
 	var clientCA *clientCA
 	if o.ClientCAFile != "" {
+		var err error
 		if clientCA, err = newClientCA(o.ClientCAFile, log.WithName("client-ca")); err != nil {
 			return err
 		}
@@ -188,13 +208,6 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 		Host: o.WebhookHost, Port: o.WebhookPort, CertDir: o.CertDir, CertName: o.CertName, KeyName: o.KeyName,
 		TLSOpts: tlsOpts,
 	})
-	handlers := o.Handlers
-	if handlers == nil {
-		handlers = map[string]http.Handler{
-			pglwebhook.PathMutatePods:        &pglwebhook.PodMutator{Policy: watcher, Log: log.WithName("pods"), Handoff: holders},
-			pglwebhook.PathValidateWorkloads: &pglwebhook.WorkloadValidator{Policy: watcher, Log: log.WithName("workloads")},
-		}
-	}
 	limits := pglwebhook.Limits{ReadTimeout: o.RequestReadTimeout, InflightBytes: o.MaxInflightRequestBytes}
 	for path, h := range handlers {
 		srv.Register(path, limits.Wrap(h))
@@ -249,7 +262,9 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 			return hs.Shutdown(sctx)
 		})
 	}
-	g.Go(func() error { return watcher.Start(gctx) })
+	for _, r := range run {
+		g.Go(func() error { return r(gctx) })
+	}
 	if clientCA != nil {
 		g.Go(func() error { return clientCA.Start(gctx) })
 	}

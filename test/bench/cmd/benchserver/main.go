@@ -1,5 +1,5 @@
 // Command benchserver serves one of the benchmark's reference handlers (test/bench/servers)
-// on pkg/server: `benchserver serve --mode=constant-answer|constant-patch|defaulter` with the
+// on pkg/server (server.Serve): `benchserver serve --mode=constant-answer|constant-patch|defaulter` with the
 // same flags as `pushgateway-lifecycle serve`, so the harness starts it the same way.
 package main
 
@@ -72,9 +72,8 @@ func main() {
 		fmt.Fprintf(os.Stderr, "--mode %q: must be constant-answer, constant-patch or defaulter\n", *mode)
 		os.Exit(2)
 	}
-	o.Handlers = map[string]http.Handler{webhook.PathMutatePods: h}
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	err = server.Run(ctx, o, zap.New())
+	err = server.Serve(ctx, o, map[string]http.Handler{webhook.PathMutatePods: h}, zap.New())
 	cancel()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
