@@ -352,7 +352,7 @@ func runProofArm(ctx context.Context, t *testing.T, n *harness.Node, a proofArm,
 		if err := os.MkdirAll(hostDir, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := copyFile(seedFile, dataFile); err != nil {
+		if err := fixtures.CopyFile(seedFile, dataFile); err != nil {
 			t.Fatal(err)
 		}
 		for _, p := range []string{hostDir, dataFile} {
@@ -632,23 +632,6 @@ func errKind(err error) string {
 		return "host unreachable"
 	}
 	return err.Error()
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.Create(dst)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 // routeWatch follows the Service's EndpointSlices as the API server has them: the old pod's
@@ -1028,7 +1011,7 @@ func proofTable(results []*proofResult) string {
 // to its first ready answer (it listens only once the store is loaded).
 func timeRestore(ctx context.Context, ps *proof.Processes, bin, store, dir string) (time.Duration, error) {
 	file := filepath.Join(dir, "restore.data")
-	if err := copyFile(store, file); err != nil {
+	if err := fixtures.CopyFile(store, file); err != nil {
 		return 0, err
 	}
 	start := time.Now()

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/fixtures"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/timeline"
 )
 
@@ -84,7 +85,7 @@ func Run(ctx context.Context, ps *Processes, cfg Config, arm Arm) (*Result, erro
 	}
 	defer os.RemoveAll(dir)
 	file := filepath.Join(dir, "pushgateway.data")
-	if err := copyFile(cfg.Seed.File, file); err != nil {
+	if err := fixtures.CopyFile(cfg.Seed.File, file); err != nil {
 		return nil, err
 	}
 
@@ -310,23 +311,6 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.Create(dst)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 // seconds formats a real duration for the tables.
