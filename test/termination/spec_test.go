@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/fixtures"
 )
 
 func TestPlanFor(t *testing.T) {
@@ -86,7 +88,10 @@ func TestFromManifests(t *testing.T) {
 }
 
 func TestUpstreamFixture(t *testing.T) {
-	root := repoRoot(t)
+	root, err := fixtures.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, name := range []string{"default.yaml", "default-sts.yaml", "persistence.yaml"} {
 		term := readSpec(t, fixture(t, root, name))
 		if term.HasPreStop || term.Grace != 30*time.Second || term.Container != "pushgateway" || term.ReadyDelay != 10*time.Second {

@@ -23,25 +23,6 @@ var (
 	timelineDir = flag.String("timeline-dir", "", "write each arm's event log (.jsonl) and timeline (.svg) here; with -proof the default is docs/proof")
 )
 
-// repoRoot walks up from the package directory to the module root.
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the test directory")
-		}
-		dir = parent
-	}
-}
-
 func fixture(t *testing.T, root, name string) string {
 	t.Helper()
 	p, err := fixtures.UpstreamChartFile(name)
@@ -116,7 +97,10 @@ func chartExample(upstream Termination) Termination {
 }
 
 func TestProof(t *testing.T) {
-	root := repoRoot(t)
+	root, err := fixtures.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
 	manifest := fixture(t, root, "persistence.yaml")
 	bin := pushgatewayBinary(t, root)
 	upstream := readSpec(t, manifest)
@@ -147,7 +131,6 @@ func TestProof(t *testing.T) {
 	start := time.Now()
 	loadBefore := loadAverage()
 	var seed *Seeded
-	var err error
 	if *proof {
 		// Full scale: the store is sized so that persisting takes about the geometric middle
 		// of the stop windows arm 2 (the kubelet's 2 s floor) and arm 3 (the 15 s budget) leave
