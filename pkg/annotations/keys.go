@@ -49,7 +49,8 @@ const (
 	// AnnotationStatus is written by the webhook: what it did to the pod, or why it did nothing.
 	AnnotationStatus = Prefix + "status"
 	// AnnotationHandoff = "off" starts one pod at once even while a terminating predecessor
-	// still mounts its volume (no SchedulingGateHandoff); "auto" follows the policy.
+	// still mounts its volume (no SchedulingGateHandoff) and gives a pod without persistence
+	// no drain (no ConditionAcceptingPushes readiness gate); "auto" follows the policy.
 	AnnotationHandoff = Prefix + "handoff"
 	// AnnotationReadiness = "keep" leaves the Pushgateway container's readinessProbe timing as
 	// written; "tune" follows the policy.
@@ -60,6 +61,15 @@ const (
 // mounts the same volume, so that it loads the persistence file only after its predecessor's
 // shutdown persist. The controller removes it.
 const SchedulingGateHandoff = Prefix + "handoff"
+
+// ConditionAcceptingPushes is the readiness gate of a pod whose store does not survive it (no
+// persistence file on a volume that outlives the pod): the only copy of what it acknowledged
+// is what Prometheus scraped. The controller sets the condition True as soon as it sees the
+// pod and False once its preStop sleep has handoff.drainWindow left: the pod then leaves every
+// Service's serving endpoints, so pushes are refused (the client sees it and retries) instead
+// of acknowledged after Prometheus' last scrape, while Prometheus, which scrapes the pod's
+// own address, still collects the rest. It also opts out with AnnotationHandoff = "off".
+const ConditionAcceptingPushes = Prefix + "accepting-pushes"
 
 // Values of AnnotationHandoff (and of the policy's handoff.mode).
 const (

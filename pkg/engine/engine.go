@@ -136,6 +136,14 @@ type Decision struct {
 	Gate               bool
 	HadSchedulingGates bool
 
+	// DrainCandidate: a target's store does not survive the pod and nothing opted out, so
+	// where the controller runs the caller calls Drain. ReadinessGate: add the
+	// ConditionAcceptingPushes readiness gate (set by Drain); HadReadinessGates describes the
+	// input, for a precise patch.
+	DrainCandidate    bool
+	ReadinessGate     bool
+	HadReadinessGates bool
+
 	// Problems are the invalid settings; Warnings what the admission response carries.
 	Problems field.ErrorList
 	Warnings []string
@@ -148,7 +156,7 @@ func (d *Decision) SetsGrace() bool {
 
 // Changed reports whether Apply would modify the pod.
 func (d *Decision) Changed() bool {
-	return len(d.Containers) > 0 || len(d.Probes) > 0 || d.SetsGrace() || d.SetStatus || d.Gate
+	return len(d.Containers) > 0 || len(d.Probes) > 0 || d.SetsGrace() || d.SetStatus || d.Gate || d.ReadinessGate
 }
 
 // DenyMessage is the message of a denied pod.
@@ -197,6 +205,7 @@ func Decide(pod *corev1.Pod, namespace string, pol *policy.Policy) Decision {
 		return skip(d, pod, "no target container (name one in "+annotations.AnnotationContainers+")", true)
 	}
 	d.HandoffKeys = handoffCandidate(pod, set, pol)
+	d.DrainCandidate = drainCandidate(pod, set, pol, targets)
 
 	d.Sleep = int64(pol.Defaults.PreStopSleep)
 	if set.PreStopSleep != nil {
@@ -663,6 +672,9 @@ func Apply(pod *corev1.Pod, d *Decision) {
 	}
 	if d.Gate {
 		pod.Spec.SchedulingGates = append(pod.Spec.SchedulingGates, corev1.PodSchedulingGate{Name: annotations.SchedulingGateHandoff})
+	}
+	if d.ReadinessGate {
+		pod.Spec.ReadinessGates = append(pod.Spec.ReadinessGates, corev1.PodReadinessGate{ConditionType: annotations.ConditionAcceptingPushes})
 	}
 }
 

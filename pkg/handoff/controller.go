@@ -56,7 +56,7 @@ type Reconciler struct {
 	held map[types.NamespacedName]types.UID
 }
 
-// SetupController adds the controller to the manager: one replica (the leader) runs it; a
+// SetupController adds the controller, and the drain's beside it (drain.go), to the manager: one replica (the leader) runs it; a
 // new leader finds every gated pod in its first list, so no pod is lost to a restart.
 func SetupController(mgr manager.Manager, ix *Index, pol PolicySource, log logr.Logger) error {
 	r := &Reconciler{
@@ -76,7 +76,7 @@ func SetupController(mgr manager.Manager, ix *Index, pol PolicySource, log logr.
 			return err
 		}
 	}
-	return nil
+	return setupDrain(mgr, ix, pol, log.WithName("drain"))
 }
 
 // affected maps a change of any selected pod to the gated pods it may release: itself when

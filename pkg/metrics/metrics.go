@@ -51,6 +51,13 @@ var (
 		Name: "pushgateway_lifecycle_handoff_held_pods",
 		Help: "Pods held by the pushgateway-lifecycle.io/handoff scheduling gate.",
 	})
+	// DrainTransitionsTotal counts the drain controller's writes of the
+	// pushgateway-lifecycle.io/accepting-pushes condition, by the status written (True: a new
+	// pod may become ready; False: a terminating pod without persistence stopped taking pushes).
+	DrainTransitionsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pushgateway_lifecycle_drain_transitions_total",
+		Help: "Writes of the pushgateway-lifecycle.io/accepting-pushes pod condition, by status (True, False).",
+	}, []string{"status"})
 	// HandoffHoldSeconds is how long each gated pod was held, from its creation to the lift,
 	// by result (released: its predecessor stopped; timed_out: handoff.maxWait passed).
 	HandoffHoldSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -96,7 +103,10 @@ func RegisterCertificateMetrics() {
 
 func init() {
 	crmetrics.Registry.MustRegister(PodsTotal, WorkloadsTotal, PolicyReloadsTotal, RequestErrorsTotal,
-		HandoffChecksTotal, HandoffHeldPods, HandoffHoldSeconds, UnprotectedPods)
+		HandoffChecksTotal, HandoffHeldPods, HandoffHoldSeconds, UnprotectedPods, DrainTransitionsTotal)
+	for _, s := range []string{"True", "False"} {
+		DrainTransitionsTotal.WithLabelValues(s)
+	}
 	for _, r := range []string{"gated", "free", "error"} {
 		HandoffChecksTotal.WithLabelValues(r)
 	}

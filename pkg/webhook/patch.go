@@ -33,7 +33,7 @@ var statusPointer = "/metadata/annotations/" + escapePointer(annotations.Annotat
 
 // BuildPatch turns a decision into the JSON patch that makes exactly its changes: the preStop
 // of each target container, the timing of their readinessProbes, terminationGracePeriodSeconds,
-// the status annotation and the handoff gate. Nothing else of the pod is touched, unlike a
+// the status annotation, the handoff gate and the drain's readiness gate. Nothing else of the pod is touched, unlike a
 // diff of a decoded and re-encoded pod, which also "adds" defaulted empty fields
 // (resources: {}, status: {}). TestPatchEquivalence checks the
 // result against admission.PatchResponseFromRaw on a corpus of pods.
@@ -89,6 +89,14 @@ func BuildPatch(d *engine.Decision) ([]byte, error) {
 			ops = append(ops, jsonpatch.NewOperation("add", "/spec/schedulingGates/-", gate))
 		} else {
 			ops = append(ops, jsonpatch.NewOperation("add", "/spec/schedulingGates", []corev1.PodSchedulingGate{gate}))
+		}
+	}
+	if d.ReadinessGate {
+		gate := corev1.PodReadinessGate{ConditionType: annotations.ConditionAcceptingPushes}
+		if d.HadReadinessGates {
+			ops = append(ops, jsonpatch.NewOperation("add", "/spec/readinessGates/-", gate))
+		} else {
+			ops = append(ops, jsonpatch.NewOperation("add", "/spec/readinessGates", []corev1.PodReadinessGate{gate}))
 		}
 	}
 	if len(ops) == 0 {

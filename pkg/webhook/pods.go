@@ -77,6 +77,10 @@ func (h *PodMutator) Review(req *request[podView]) *admissionv1.AdmissionRespons
 	if h.Handoff != nil && len(d.HandoffKeys) > 0 {
 		h.gate(&d, pod, req.Namespace)
 	}
+	if h.Handoff != nil {
+		// The controller that sets the gate's condition runs wherever the handoff index does.
+		engine.Drain(&d, pod)
+	}
 	metrics.PodsTotal.WithLabelValues(string(d.Outcome)).Inc()
 	// The logger with the request's values is built only where a line is written: WithValues
 	// on every request costs more than the engine (BenchmarkHandlerZap).

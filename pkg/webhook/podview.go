@@ -35,6 +35,7 @@ type podView struct {
 		Volumes                       []volumeView               `json:"volumes"`
 		NodeName                      string                     `json:"nodeName"`
 		SchedulingGates               []corev1.PodSchedulingGate `json:"schedulingGates"`
+		ReadinessGates                []corev1.PodReadinessGate  `json:"readinessGates"`
 	} `json:"spec"`
 }
 
@@ -43,14 +44,18 @@ type ownerView struct {
 	Controller *bool  `json:"controller"`
 }
 
-// volumeView keeps only what names a shared volume; the other sources are skipped undecoded.
+// volumeView keeps only what names a shared volume and whether it dies with the pod (the
+// drain: engine.storeSurvives); the other sources are skipped undecoded.
 type volumeView struct {
+	Name                  string `json:"name"`
 	PersistentVolumeClaim *struct {
 		ClaimName string `json:"claimName"`
 	} `json:"persistentVolumeClaim"`
 	HostPath *struct {
 		Path string `json:"path"`
 	} `json:"hostPath"`
+	EmptyDir  *struct{} `json:"emptyDir"`
+	Ephemeral *struct{} `json:"ephemeral"`
 }
 
 type containerView struct {
@@ -59,6 +64,15 @@ type containerView struct {
 	Lifecycle *corev1.Lifecycle `json:"lifecycle"`
 	// ReadinessProbe is tuned when it is an httpGet on engine.ReadinessPath.
 	ReadinessProbe *probeView `json:"readinessProbe"`
+	// Command, Args and VolumeMounts say where the store is persisted (the drain).
+	Command      []string          `json:"command"`
+	Args         []string          `json:"args"`
+	VolumeMounts []volumeMountView `json:"volumeMounts"`
+}
+
+type volumeMountView struct {
+	Name      string `json:"name"`
+	MountPath string `json:"mountPath"`
 }
 
 // probeView keeps what decides the readiness tuning: the httpGet path and the two timings it
@@ -100,6 +114,7 @@ func (v *podView) pod() *corev1.Pod {
 	p.Spec.TerminationGracePeriodSeconds = v.Spec.TerminationGracePeriodSeconds
 	p.Spec.NodeName = v.Spec.NodeName
 	p.Spec.SchedulingGates = v.Spec.SchedulingGates
+	p.Spec.ReadinessGates = v.Spec.ReadinessGates
 	if n := len(v.Metadata.OwnerReferences); n > 0 {
 		p.OwnerReferences = make([]metav1.OwnerReference, n)
 		for i, r := range v.Metadata.OwnerReferences {
@@ -107,20 +122,33 @@ func (v *podView) pod() *corev1.Pod {
 		}
 	}
 	for _, vol := range v.Spec.Volumes {
+		// Every volume is kept, by name, so that a mount resolves to it; a source the engine
+		// does not read stays empty (engine.findStore counts it as one that outlives the pod).
+		out := corev1.Volume{Name: vol.Name}
 		switch {
 		case vol.PersistentVolumeClaim != nil:
-			p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{VolumeSource: corev1.VolumeSource{
-				PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: vol.PersistentVolumeClaim.ClaimName}}})
+			out.PersistentVolumeClaim = &corev1.PersistentVolumeClaimVolumeSource{ClaimName: vol.PersistentVolumeClaim.ClaimName}
 		case vol.HostPath != nil:
-			p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{VolumeSource: corev1.VolumeSource{
-				HostPath: &corev1.HostPathVolumeSource{Path: vol.HostPath.Path}}})
+			out.HostPath = &corev1.HostPathVolumeSource{Path: vol.HostPath.Path}
+		case vol.EmptyDir != nil:
+			out.EmptyDir = &corev1.EmptyDirVolumeSource{}
+		case vol.Ephemeral != nil:
+			out.Ephemeral = &corev1.EphemeralVolumeSource{}
 		}
+		p.Spec.Volumes = append(p.Spec.Volumes, out)
 	}
 	if n := len(v.Spec.Containers); n > 0 {
 		p.Spec.Containers = make([]corev1.Container, n)
 		for i := range v.Spec.Containers {
 			c := &v.Spec.Containers[i]
-			p.Spec.Containers[i] = corev1.Container{Name: c.Name, Image: c.Image, Lifecycle: c.Lifecycle, ReadinessProbe: c.ReadinessProbe.probe()}
+			p.Spec.Containers[i] = corev1.Container{Name: c.Name, Image: c.Image, Lifecycle: c.Lifecycle, ReadinessProbe: c.ReadinessProbe.probe(),
+				Command: c.Command, Args: c.Args}
+			if len(c.VolumeMounts) > 0 {
+				p.Spec.Containers[i].VolumeMounts = make([]corev1.VolumeMount, len(c.VolumeMounts))
+				for j, m := range c.VolumeMounts {
+					p.Spec.Containers[i].VolumeMounts[j] = corev1.VolumeMount{Name: m.Name, MountPath: m.MountPath}
+				}
+			}
 		}
 	}
 	if n := len(v.Spec.InitContainers); n > 0 {

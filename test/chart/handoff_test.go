@@ -204,6 +204,43 @@ func TestHandoffPodUpdatePolicy(t *testing.T) {
 			t.Errorf("gates after removal: %+v", p.Spec.SchedulingGates)
 		}
 	})
+	statusPatch := func(name string, conds ...corev1.PodCondition) error {
+		b, _ := json.Marshal(map[string]any{"status": map[string]any{"conditions": conds}})
+		_, err := asProduct.CoreV1().Pods(appNS).Patch(ctx, name, types.StrategicMergePatchType, b, metav1.PatchOptions{}, "status")
+		return err
+	}
+	accepting := corev1.PodCondition{Type: annotations.ConditionAcceptingPushes, Status: corev1.ConditionTrue, Reason: "Accepting"}
+	t.Run("writing the drain's condition is allowed, and keeps the other conditions", func(t *testing.T) {
+		name := gatedPod(t)
+		other := corev1.PodCondition{Type: "example.com/lb", Status: corev1.ConditionTrue}
+		b, _ := json.Marshal(map[string]any{"status": map[string]any{"conditions": []corev1.PodCondition{other}}})
+		if _, err := cp.Clientset.CoreV1().Pods(appNS).Patch(ctx, name, types.StrategicMergePatchType, b, metav1.PatchOptions{}, "status"); err != nil {
+			t.Fatal(err)
+		}
+		if err := statusPatch(name, accepting); err != nil {
+			t.Fatalf("condition write denied: %v", err)
+		}
+		draining := accepting
+		draining.Status, draining.Reason = corev1.ConditionFalse, "Draining"
+		if err := statusPatch(name, draining); err != nil {
+			t.Fatalf("condition change denied: %v", err)
+		}
+		p, err := cp.Clientset.CoreV1().Pods(appNS).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[corev1.PodConditionType]corev1.ConditionStatus{}
+		for _, c := range p.Status.Conditions {
+			got[c.Type] = c.Status
+		}
+		if got[annotations.ConditionAcceptingPushes] != corev1.ConditionFalse || got["example.com/lb"] != corev1.ConditionTrue {
+			t.Errorf("conditions after the writes: %v", got)
+		}
+	})
+	t.Run("writing another condition of the status is denied", func(t *testing.T) {
+		ready := corev1.PodCondition{Type: corev1.PodReady, Status: corev1.ConditionTrue}
+		denied(t, statusPatch(gatedPod(t), accepting, ready), "may only write the pushgateway-lifecycle.io/accepting-pushes condition")
+	})
 	t.Run("others are not restricted; the ServiceAccount cannot delete pods", func(t *testing.T) {
 		name := gatedPod(t)
 		b, _ := json.Marshal([]map[string]any{relabel})

@@ -302,6 +302,8 @@ func TestRBACGrants(t *testing.T) {
 		r := render(t, nil)
 		want := []string{
 			"ClusterRole : groups=[] resources=[namespaces] names=[] verbs=[get list watch] nonResource=[]",
+			// The drain's condition; a policy narrows it to that condition.
+			"ClusterRole : groups=[] resources=[pods/status] names=[] verbs=[patch] nonResource=[]",
 			"ClusterRole : groups=[] resources=[pods] names=[] verbs=[get list watch patch] nonResource=[]",
 			"ClusterRole : groups=[admissionregistration.k8s.io] resources=[mutatingwebhookconfigurations] names=[pushgateway-lifecycle] verbs=[get list watch update] nonResource=[]",
 			"ClusterRole : groups=[admissionregistration.k8s.io] resources=[validatingwebhookconfigurations] names=[pushgateway-lifecycle] verbs=[get list watch update] nonResource=[]",
@@ -351,8 +353,8 @@ func TestRBACGrants(t *testing.T) {
 				t.Errorf("rotation right with cert-manager: %s", g)
 			}
 		}
-		if n := len(rbacGrants(t, r.withoutCheck())); n != 6 {
-			t.Errorf("%d grants, want the handoff gate's 5 and the drift watch's namespaces", n)
+		if n := len(rbacGrants(t, r.withoutCheck())); n != 7 {
+			t.Errorf("%d grants, want the handoff gate's 5, the drain's pods/status and the drift watch's namespaces", n)
 		}
 		var d appsv1.Deployment
 		r.one(t, "Deployment", &d)

@@ -64,7 +64,8 @@ func TestHandoff(t *testing.T) {
 	})
 	s.policy = filepath.Join(t.TempDir(), "policy.yaml")
 	// maxWait 1s: the timeout case deletes with a 3 s grace period and waits for the timeout.
-	writeFileAtomic(t, s.policy, "handoff:\n  maxWait: 1s\n")
+	// drainWindow 25s: a pod without persistence drains 5 s into its 30 s sleep.
+	writeFileAtomic(t, s.policy, "handoff:\n  maxWait: 1s\n  drainWindow: 25s\n")
 	var err error
 	if s.port, err = harness.FreePort(); err != nil {
 		t.Fatal(err)
@@ -87,6 +88,7 @@ func TestHandoff(t *testing.T) {
 	t.Run("a predecessor that outlives deletionTimestamp plus maxWait releases with a warning", func(t *testing.T) { s.caseTimeout(ctx, t) })
 	t.Run("a restarted controller lifts a gate set before it started", func(t *testing.T) { s.caseRestart(ctx, t) })
 	t.Run("annotation handoff off starts the replacement at once", func(t *testing.T) { s.caseOptOut(ctx, t) })
+	t.Run("a pod without persistence accepts pushes once seen and stops drainWindow before its sleep ends", func(t *testing.T) { s.caseDrain(ctx, t) })
 }
 
 func (s *handoffSuite) start(t *testing.T) {
@@ -167,6 +169,9 @@ func (s *handoffSuite) firstPod(ctx context.Context, t *testing.T, d *appsv1.Dep
 	}
 	if pod.Spec.TerminationGracePeriodSeconds == nil || *pod.Spec.TerminationGracePeriodSeconds != 45 {
 		t.Fatalf("the first pod was not patched as usual: grace %v", pod.Spec.TerminationGracePeriodSeconds)
+	}
+	if persisted := len(d.Spec.Template.Spec.Volumes) > 0; persisted == engineHasReadinessGate(&pod) {
+		t.Fatalf("persistence on a claim %v, yet the drain's readiness gate %v: %+v", persisted, !persisted, pod.Spec.ReadinessGates)
 	}
 	err := s.client.CoreV1().Pods(nsHandoff).Bind(ctx, &corev1.Binding{
 		ObjectMeta: metav1.ObjectMeta{Name: pod.Name, Namespace: nsHandoff},
@@ -371,5 +376,72 @@ func (s *handoffSuite) caseOptOut(ctx context.Context, t *testing.T) {
 	if repl.Spec.TerminationGracePeriodSeconds == nil || *repl.Spec.TerminationGracePeriodSeconds != 45 {
 		t.Fatalf("the opted-out replacement lost the rest of the patch: grace %v", repl.Spec.TerminationGracePeriodSeconds)
 	}
+	s.forceDelete(ctx, t, old.Name)
+}
+
+func engineHasReadinessGate(p *corev1.Pod) bool {
+	return slices.ContainsFunc(p.Spec.ReadinessGates, func(g corev1.PodReadinessGate) bool {
+		return g.ConditionType == annotations.ConditionAcceptingPushes
+	})
+}
+
+// accepting is the pod's drain condition, or nil.
+func accepting(p *corev1.Pod) *corev1.PodCondition {
+	for i := range p.Status.Conditions {
+		if p.Status.Conditions[i].Type == annotations.ConditionAcceptingPushes {
+			return &p.Status.Conditions[i]
+		}
+	}
+	return nil
+}
+
+func (s *handoffSuite) caseDrain(ctx context.Context, t *testing.T) {
+	d := handoffDeployment("drain", nil)
+	d.Spec.Template.Spec.Containers[0].Args = nil
+	d.Spec.Template.Spec.Containers[0].VolumeMounts = nil
+	d.Spec.Template.Spec.Volumes = nil
+	old := s.firstPod(ctx, t, d)
+	get := func() *corev1.Pod {
+		p, err := s.client.CoreV1().Pods(nsHandoff).Get(ctx, old.Name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	eventually(t, 30*time.Second, "the controller sets "+annotations.ConditionAcceptingPushes+" True", func() (bool, string) {
+		c := accepting(get())
+		return c != nil && c.Status == corev1.ConditionTrue, fmt.Sprintf("condition %+v", c)
+	})
+	if err := s.client.CoreV1().Pods(nsHandoff).Delete(ctx, old.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](45)}); err != nil {
+		t.Fatal(err)
+	}
+	p := get()
+	// The drain begins 30 s (the sleep) - 25 s (the window) after the termination began.
+	at := p.DeletionTimestamp.Add(-45 * time.Second).Add(5 * time.Second)
+	if c := accepting(p); time.Now().Before(at.Add(-time.Second)) && (c == nil || c.Status != corev1.ConditionTrue) {
+		t.Fatalf("stopped taking pushes before the drain window: %+v", c)
+	}
+	var seen time.Time
+	eventually(t, 30*time.Second, "the condition False once the drain window begins", func() (bool, string) {
+		c := accepting(get())
+		if c != nil && c.Status == corev1.ConditionFalse {
+			seen = time.Now()
+			return true, ""
+		}
+		if c == nil || c.Status != corev1.ConditionTrue {
+			return false, fmt.Sprintf("condition %+v", c)
+		}
+		if time.Now().Before(at.Add(-time.Second)) {
+			return false, "still accepting, as it should"
+		}
+		return false, fmt.Sprintf("still True at %s, past the drain time %s", time.Now().Format(time.RFC3339), at.Format(time.RFC3339))
+	})
+	// deletionTimestamp is stored in whole seconds: the termination began up to 1 s later than
+	// it says, never earlier.
+	if seen.Before(at.Add(-time.Second)) {
+		t.Errorf("False at %s, before the drain time %s", seen.Format(time.RFC3339Nano), at.Format(time.RFC3339))
+	}
+	t.Logf("False %.1fs after the drain time computed from the pod (%s)", seen.Sub(at).Seconds(), at.Format(time.RFC3339))
+	s.requireEvent(ctx, t, old.Name, handoff.ReasonDraining)
 	s.forceDelete(ctx, t, old.Name)
 }
