@@ -7,12 +7,17 @@ package servers
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"sync"
 
+	"github.com/go-logr/logr"
+	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -57,16 +62,46 @@ func (h constant) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // ConstantAnswer is the floor of any handler on this server: allowed, no patch, no decoding.
 func ConstantAnswer() http.Handler { return constant{suffix: allowedEnd} }
 
-// ConstantPatch answers every review with the patch the engine computes for pod, computed
-// once: what any mutating webhook that returns this patch costs the API server at least.
+// ConstantPatch answers every review with the bytes the webhook's own handler
+// (webhook.PodMutator) answers for pod, computed once at start with only the uid put in per
+// request: the same patch (ops, order, encoding) in the same AdmissionReview field for field,
+// for the pod as the API server sends it. pod must be that pod (defaulted, after the built-in
+// admission plugins), not the bare template a client posts: a patch computed from the bare
+// pod "adds" what the API server has defaulted and may not apply to another pod at all. What
+// is left of the webhook's work per request is reading the body and writing the answer: a
+// lower bound for any mutating webhook that returns this patch.
 func ConstantPatch(pod *corev1.Pod, pol *policy.Policy) (http.Handler, error) {
-	d := engine.Decide(pod, pod.Namespace, pol)
-	patch, err := webhook.BuildPatch(&d)
+	const placeholder = "00000000-0000-4000-8000-00000000c0de"
+	raw, err := json.Marshal(pod)
 	if err != nil {
 		return nil, err
 	}
-	suffix := `","allowed":true,"patchType":"JSONPatch","patch":"` + base64.StdEncoding.EncodeToString(patch) + `"}}` + "\n"
-	return constant{suffix: []byte(suffix)}, nil
+	review, err := json.Marshal(admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request: &admissionv1.AdmissionRequest{UID: placeholder, Operation: admissionv1.Create, Namespace: pod.Namespace,
+			Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}, Resource: metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
+			Object: runtime.RawExtension{Raw: raw}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodPost, webhook.PathMutatePods, bytes.NewReader(review))
+	req.Header.Set("Content-Type", "application/json")
+	(&webhook.PodMutator{Policy: webhook.StaticPolicy{P: pol}, Log: logr.Discard()}).ServeHTTP(rec, req)
+	out := rec.Body.Bytes()
+	var rv admissionv1.AdmissionReview
+	if err := json.Unmarshal(out, &rv); err != nil || rv.Response == nil {
+		return nil, fmt.Errorf("constant-patch: the webhook's answer %q: %v", out, err)
+	}
+	if len(rv.Response.Patch) == 0 || !rv.Response.Allowed {
+		return nil, fmt.Errorf("constant-patch: the webhook does not mutate this pod (answer %s)", out)
+	}
+	prefix := append(append([]byte(nil), replyPrefix...), placeholder...)
+	if !bytes.HasPrefix(out, prefix) || bytes.Count(out, []byte(placeholder)) != 1 {
+		return nil, fmt.Errorf("constant-patch: the webhook's answer does not start with the uid: %s", out)
+	}
+	return constant{suffix: append([]byte(nil), out[len(prefix):]...)}, nil
 }
 
 // podDefaulter is the plain controller-runtime way to write the same mutation: decode the

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -14,6 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/webhook"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/bench/podgen"
 )
 
 func review(t *testing.T, pod *corev1.Pod) []byte {
@@ -72,6 +75,44 @@ func TestConstantPatchAndDefaulterMutate(t *testing.T) {
 		r := serve(t, h, review(t, pgPod()))
 		if r.UID != "u-1" || !r.Allowed || !bytes.Contains(r.Patch, []byte(`"preStop":{"sleep":{"seconds":30}}`)) || !bytes.Contains(r.Patch, []byte(`terminationGracePeriodSeconds`)) {
 			t.Errorf("%s: response = %+v (patch %s), want the preStop sleep and the grace period", name, r, r.Patch)
+		}
+	}
+}
+
+// The constant-patch floor answers the bytes the webhook answers for the same review: the same
+// patch, the same fields in the same order, only the uid taken from the request.
+func TestConstantPatchIsTheWebhooksAnswer(t *testing.T) {
+	pod, err := podgen.Realistic()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := ConstantPatch(pod, policy.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := json.Marshal(pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wh := &webhook.PodMutator{Policy: webhook.StaticPolicy{P: policy.Default()}, Log: logr.Discard()}
+	for _, uid := range []string{"3f0e5c1a-7b2d-4c9e-8f1a-6d5b4c3a2e10", "u-2"} {
+		body := podgen.Review(uid, raw)
+		answers := map[string][]byte{}
+		for name, h := range map[string]http.Handler{"webhook": wh, "constant-patch": cp} {
+			rec := httptest.NewRecorder()
+			req := httptest.NewRequest("POST", "/mutate-v1-pod", bytes.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			h.ServeHTTP(rec, req)
+			answers[name] = rec.Body.Bytes()
+			if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
+				t.Errorf("%s: Content-Type %q", name, ct)
+			}
+		}
+		if !bytes.Equal(answers["webhook"], answers["constant-patch"]) {
+			t.Errorf("uid %s: constant-patch answers\n%s\nthe webhook\n%s", uid, answers["constant-patch"], answers["webhook"])
+		}
+		if !bytes.Contains(answers["constant-patch"], []byte(`"uid":"`+uid+`"`)) {
+			t.Errorf("uid %s not echoed: %s", uid, answers["constant-patch"])
 		}
 	}
 }
