@@ -6,13 +6,16 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -47,6 +50,16 @@ type APIMode struct {
 	// round trip and our handler. The rest of the added latency is the API server's own work
 	// around the call (applying the patch, decoding the pod again) and CPU contention.
 	APICallMeanMs float64 `json:"apiserver_call_mean_ms,omitempty"`
+	// StrayCalls counts admission work of another kind during this mode's rounds, by the API
+	// server's metrics: policy evaluations in a webhook's rounds, webhook calls in a policy's,
+	// either in none's. Not 0 means a peer outlived its removal and the row measures two.
+	StrayCalls int `json:"stray_calls"`
+	// AsWebhook tells whether the pod this mode makes of the measured one (a dry-run create)
+	// is the webhook's, fields set by the API server aside; the constant-patch floor must be.
+	AsWebhook *bool `json:"as_webhook,omitempty"`
+	// RoundP50ms is the p50 of each round, in round order: how much the mode's p50 moves
+	// with the machine's load, which the floor checks allow for.
+	RoundP50ms []float64 `json:"round_p50_ms"`
 }
 
 // APIOptions for RunAPIServer.
@@ -100,11 +113,23 @@ func RunAPIServer(ctx context.Context, o APIOptions, log func(string, ...any)) (
 	}
 	// The reference servers (test/bench/servers, on pkg/server's TLS stack) registered the
 	// same way as the webhook: the constant answer that does not read the pod (what a webhook
-	// call costs the API server whatever the webhook does), the constant patch (the pod's
-	// patch precomputed: what any mutating webhook costs at least) and the plain
-	// controller-runtime defaulter doing the engine's mutation.
+	// call costs the API server whatever the webhook does), the constant patch (the webhook's
+	// own answer for the measured pod, precomputed: what any mutating webhook costs at least)
+	// and the plain controller-runtime defaulter doing the engine's mutation.
+	//
+	// The constant patch is computed from the measured pod as the API server hands it to a
+	// webhook (defaulted, with the service-account volume and tolerations), taken from a
+	// dry-run create while nothing mutates pods: from the bare template the patch "adds" what
+	// the API server has already defaulted, which is not the webhook's patch.
+	sent, err := client.CoreV1().Pods(ns).Create(ctx, named(tmpl, "probe-as-sent"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	if err != nil {
+		return nil, fmt.Errorf("the measured pod as the API server sends it: %w", err)
+	}
+	// What the store sets after admission.
+	sent.UID, sent.ResourceVersion, sent.Generation, sent.CreationTimestamp = "", "", 0, metav1.Time{}
+	sent.ManagedFields, sent.Status = nil, corev1.PodStatus{}
 	podFile := filepath.Join(cp.Dir, "bench-pod.yaml")
-	if b, err := yaml.Marshal(tmpl); err != nil {
+	if b, err := yaml.Marshal(sent); err != nil {
 		return nil, err
 	} else if err := os.WriteFile(podFile, b, 0o600); err != nil {
 		return nil, err
@@ -146,6 +171,85 @@ func RunAPIServer(ctx context.Context, o APIOptions, log func(string, ...any)) (
 		return n
 	}
 	apiv1 := cp.Clientset.AdmissionregistrationV1()
+	// apiMetrics is the API server's own account of admission so far: the webhook calls
+	// (apiserver_admission_webhook_admission_duration_seconds: request encoding, TLS, the round
+	// trip, our handler and applying the patch) and the admission policies' evaluations
+	// (apiserver_{mutating,validating}_admission_policy_check_duration_seconds, the in-process
+	// counterpart), each as a sum of seconds and a count.
+	type admissionTotals struct{ callSum, calls, policySum, checks float64 }
+	apiMetrics := func() admissionTotals {
+		body, err := client.RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+		if err != nil {
+			return admissionTotals{}
+		}
+		var t admissionTotals
+		text := string(body)
+		t.callSum, _ = metricSumText(text, "apiserver_admission_webhook_admission_duration_seconds_sum", `type="admit"`)
+		t.calls, _ = metricSumText(text, "apiserver_admission_webhook_admission_duration_seconds_count", `type="admit"`)
+		for _, kind := range []string{"mutating", "validating"} {
+			s, _ := metricSumText(text, "apiserver_"+kind+"_admission_policy_check_duration_seconds_sum", "")
+			n, _ := metricSumText(text, "apiserver_"+kind+"_admission_policy_check_duration_seconds_count", "")
+			t.policySum += s
+			t.checks += n
+		}
+		return t
+	}
+	dryRun := func(name string) (*corev1.Pod, error) {
+		return client.CoreV1().Pods(ns).Create(ctx, named(tmpl, name), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	}
+	// waitMutated returns the first dry-run create of the measured pod that comes back with
+	// the status annotation: the peer just registered is the one the API server calls. The
+	// measured pod, not harness.ProbePod: the constant patch is the measured pod's and need not
+	// apply to another pod (it replaces the readinessProbe's initialDelaySeconds, which the
+	// probe pod has not got, and the API server fails a create whose patch does not apply).
+	waitMutated := func(mode string) (*corev1.Pod, error) {
+		var lastErr error
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			got, err := dryRun("probe-" + mode)
+			if err == nil {
+				if _, ok := got.Annotations[annotations.AnnotationStatus]; ok {
+					return got, nil
+				}
+				err = fmt.Errorf("the dry-run pod came back without %s", annotations.AnnotationStatus)
+			}
+			lastErr = err
+			if time.Now().After(deadline) {
+				return nil, fmt.Errorf("%s: not applied within 30s: %w", mode, lastErr)
+			}
+		}
+	}
+	// waitGone returns once a dry-run create of the measured pod comes back unmutated without
+	// moving count, the removed peer's own count of calls (its server's requests, or the API
+	// server's policy evaluations). The absence of the status annotation alone does not tell
+	// that a peer is gone when it writes none (the constant answer, map-minimal): a
+	// MutatingAdmissionPolicy the API server still applied after its deletion mutated up to
+	// a third of the next peer's pods (36, 9 and 16 policy checks in constant-patch rounds,
+	// 2026-12-07), and that peer always followed map-minimal.
+	waitGone := func(mode string, count func() float64) error {
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			before := count()
+			got, err := dryRun("probe-gone")
+			if err == nil && count() == before && got.Spec.Containers[0].Lifecycle == nil {
+				if _, ok := got.Annotations[annotations.AnnotationStatus]; !ok {
+					return nil
+				}
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s still applied 30s after its removal (last error: %v)", mode, err)
+			}
+		}
+	}
+	checks := func() float64 { return apiMetrics().checks }
+	// probes are the first mutated dry-run pod of each peer: the pod it makes of the measured one.
+	probes := map[string]*corev1.Pod{}
+
+	awaitMutation := func(mode string) error {
+		got, err := waitMutated(mode)
+		if err == nil && probes[mode] == nil {
+			probes[mode] = got
+		}
+		return err
+	}
 
 	current := ""
 	setMode := func(mode string) error {
@@ -154,7 +258,7 @@ func RunAPIServer(ctx context.Context, o APIOptions, log func(string, ...any)) (
 			bg := context.Background()
 			_ = apiv1.MutatingAdmissionPolicyBindings().Delete(bg, minimalBinding.Name, metav1.DeleteOptions{})
 			_ = apiv1.MutatingAdmissionPolicies().Delete(bg, minimal.Name, metav1.DeleteOptions{})
-			if err := cp.WaitForWebhookGone(ctx, ns, 30*time.Second); err != nil {
+			if err := waitGone(current, checks); err != nil {
 				return err
 			}
 		case current == "map" || current == "map-mutating":
@@ -163,14 +267,15 @@ func RunAPIServer(ctx context.Context, o APIOptions, log func(string, ...any)) (
 			_ = apiv1.MutatingAdmissionPolicies().Delete(bg, gen.Mutating.Name, metav1.DeleteOptions{})
 			_ = apiv1.ValidatingAdmissionPolicyBindings().Delete(bg, gen.ValidatingBinding.Name, metav1.DeleteOptions{})
 			_ = apiv1.ValidatingAdmissionPolicies().Delete(bg, gen.Validating.Name, metav1.DeleteOptions{})
-			if err := cp.WaitForWebhookGone(ctx, ns, 30*time.Second); err != nil {
+			if err := waitGone(current, checks); err != nil {
 				return err
 			}
 		case current != "" && current != "none":
 			if err := cp.Unregister(ctx, configs[current]); err != nil {
 				return err
 			}
-			if err := cp.WaitForWebhookGone(ctx, ns, 30*time.Second); err != nil {
+			srv := servers[current]
+			if err := waitGone(current, func() float64 { return requests(srv) }); err != nil {
 				return err
 			}
 		}
@@ -227,7 +332,7 @@ func RunAPIServer(ctx context.Context, o APIOptions, log func(string, ...any)) (
 					return fmt.Errorf("map: %w", err)
 				}
 			}
-			return cp.WaitForWebhook(ctx, ns, 30*time.Second)
+			return awaitMutation(mode)
 		case "floor":
 			if err := cp.Register(ctx, configs[mode]); err != nil {
 				return err
@@ -247,7 +352,7 @@ func RunAPIServer(ctx context.Context, o APIOptions, log func(string, ...any)) (
 			if err := cp.Register(ctx, configs[mode]); err != nil {
 				return err
 			}
-			return cp.WaitForWebhook(ctx, ns, 30*time.Second)
+			return awaitMutation(mode)
 		}
 	}
 
@@ -305,9 +410,10 @@ func RunAPIServer(ctx context.Context, o APIOptions, log func(string, ...any)) (
 	clear(modeOf)
 
 	type acc struct {
-		lat  []time.Duration
-		errs int
-		wall time.Duration
+		rounds []float64 // p50 ms
+		lat    []time.Duration
+		errs   int
+		wall   time.Duration
 	}
 	accs := map[string]*acc{}
 	for _, m := range modes {
@@ -320,73 +426,56 @@ func RunAPIServer(ctx context.Context, o APIOptions, log func(string, ...any)) (
 		count, _ = MetricSum(srv.MetricsURL(), "controller_runtime_webhook_latency_seconds_count", l)
 		return sum, count
 	}
-	apiCall := func() (sum, count float64) {
-		body, err := client.RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
-		if err != nil {
-			return 0, 0
-		}
-		sum, _ = metricSumText(string(body), "apiserver_admission_webhook_admission_duration_seconds_sum", `type="admit"`)
-		count, _ = metricSumText(string(body), "apiserver_admission_webhook_admission_duration_seconds_count", `type="admit"`)
-		return sum, count
-	}
-	// policyTime is the API server's own evaluation time of the admission policies: the
-	// in-process counterpart of the webhook call time above.
-	policyTime := func() float64 {
-		body, err := client.RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
-		if err != nil {
-			return 0
-		}
-		m, _ := metricSumText(string(body), "apiserver_mutating_admission_policy_check_duration_seconds_sum", "")
-		v, _ := metricSumText(string(body), "apiserver_validating_admission_policy_check_duration_seconds_sum", "")
-		return m + v
-	}
-	type stats struct{ srvSum, srvCount, apiSum, apiCount float64 }
-	acct := map[string]*stats{"map": {}, "map-mutating": {}, "map-minimal": {}}
-	for m := range servers {
+	type stats struct{ srvSum, srvCount, apiSum, apiCount, stray float64 }
+	acct := map[string]*stats{}
+	for _, m := range modes {
 		acct[m] = &stats{}
 	}
 	var cpuWebhook time.Duration
 	for r := 0; r < o.Rounds; r++ {
-		// Rotate the order so that no mode always follows the same one.
-		order := make([]string, 0, len(modes))
-		order = append(order, modes[r%len(modes):]...)
-		order = append(order, modes[:r%len(modes)]...)
+		// Each round its own order, so that no mode always follows the same one (a rotation
+		// keeps every mode behind the same predecessor): stepping through the modes by a
+		// stride coprime with their number changes every mode's predecessor from one round to
+		// the next.
+		order := roundOrder(modes, r)
 		for _, m := range order {
 			if err := setMode(m); err != nil {
 				return nil, err
 			}
 			srv := servers[m]
-			var s0, c0, a0, n0 float64
+			var s0, c0 float64
 			var cpu0 time.Duration
 			if srv != nil {
 				s0, c0 = latency(srv)
-				a0, n0 = apiCall()
 				cpu0, _ = ProcCPU(srv.Pid())
 			}
-			var p0 float64
-			if srv == nil && m != "none" {
-				p0 = policyTime()
-			}
+			t0 := apiMetrics()
 			lat, errs, wall := round(per, m)
-			if srv == nil && m != "none" {
-				// Per created pod: one check per policy, the mutating one per (re)invocation.
-				acct[m].apiSum += policyTime() - p0
-				acct[m].apiCount += float64(len(lat))
-			}
-			if srv != nil {
+			t1 := apiMetrics()
+			st := acct[m]
+			switch {
+			case srv != nil:
 				s1, c1 := latency(srv)
-				a1, n1 := apiCall()
-				st := acct[m]
 				st.srvSum += s1 - s0
 				st.srvCount += c1 - c0
-				st.apiSum += a1 - a0
-				st.apiCount += n1 - n0
+				st.apiSum += t1.callSum - t0.callSum
+				st.apiCount += t1.calls - t0.calls
+				// Policy evaluations in a webhook's round are another peer's.
+				st.stray += t1.checks - t0.checks
 				if m == "webhook" {
 					cpu1, _ := ProcCPU(srv.Pid())
 					cpuWebhook += cpu1 - cpu0
 				}
+			case m != "none":
+				// Per created pod: one check per policy, the mutating one per (re)invocation.
+				st.apiSum += t1.policySum - t0.policySum
+				st.apiCount += float64(len(lat))
+				st.stray += t1.calls - t0.calls
+			default:
+				st.stray += t1.calls - t0.calls + t1.checks - t0.checks
 			}
 			a := accs[m]
+			a.rounds = append(a.rounds, p50(lat))
 			a.lat = append(a.lat, lat...)
 			a.errs += errs
 			a.wall += wall
@@ -414,7 +503,11 @@ func RunAPIServer(ctx context.Context, o APIOptions, log func(string, ...any)) (
 	var out []APIMode
 	for _, mode := range modes {
 		a := accs[mode]
-		m := APIMode{Mode: mode, Pods: len(a.lat), Errors: a.errs, Mutated: mutated[mode]}
+		m := APIMode{Mode: mode, Pods: len(a.lat), Errors: a.errs, Mutated: mutated[mode], StrayCalls: int(acct[mode].stray), RoundP50ms: a.rounds}
+		if p := probes[mode]; p != nil && probes["webhook"] != nil {
+			same := samePod(p, probes["webhook"])
+			m.AsWebhook = &same
+		}
 		if st := acct[mode]; st != nil {
 			if st.srvCount > 0 {
 				m.ServerMeanMs = st.srvSum / st.srvCount * 1000
@@ -438,6 +531,16 @@ func RunAPIServer(ctx context.Context, o APIOptions, log func(string, ...any)) (
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// p50 of latencies in ms (0 for none).
+func p50(lat []time.Duration) float64 {
+	if len(lat) == 0 {
+		return 0
+	}
+	s := slices.Clone(lat)
+	slices.Sort(s)
+	return ms(s[len(s)/2])
+}
 
 // minimalPolicy is the measured reference policy, verbatim.
 func minimalPolicy() *admissionregistrationv1.MutatingAdmissionPolicy {
@@ -467,4 +570,61 @@ func minimalPolicy() *admissionregistrationv1.MutatingAdmissionPolicy {
 			}}},
 		},
 	}
+}
+
+// named is a copy of the measured pod under name.
+func named(tmpl *corev1.Pod, name string) *corev1.Pod {
+	p := tmpl.DeepCopy()
+	p.Name = name
+	return p
+}
+
+// roundOrder is round r's order of the modes: from mode r, by a stride coprime with their
+// number that changes with the round, so that a mode's predecessor changes too. The stride
+// takes the values 1, 2, ... skipping those sharing a factor with len(modes).
+func roundOrder(modes []string, r int) []string {
+	n := len(modes)
+	var strides []int
+	for k := 1; k < max(n, 2); k++ {
+		if gcd(k, n) == 1 {
+			strides = append(strides, k)
+		}
+	}
+	k := strides[r%len(strides)]
+	out := make([]string, n)
+	for i := range out {
+		out[i] = modes[(r+i*k)%n]
+	}
+	return out
+}
+
+func gcd(a, b int) int {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
+}
+
+// samePod compares two dry-run pods of the measured pod but for what the API server sets
+// per pod: the name, uid and times, and the generated service-account token volume's name.
+func samePod(a, b *corev1.Pod) bool {
+	norm := func(p *corev1.Pod) *corev1.Pod {
+		p = p.DeepCopy()
+		p.Name, p.UID, p.ResourceVersion, p.CreationTimestamp, p.ManagedFields = "", "", "", metav1.Time{}, nil
+		rename := func(name *string) {
+			if strings.HasPrefix(*name, "kube-api-access-") {
+				*name = "kube-api-access-"
+			}
+		}
+		for i := range p.Spec.Volumes {
+			rename(&p.Spec.Volumes[i].Name)
+		}
+		for i := range p.Spec.Containers {
+			for j := range p.Spec.Containers[i].VolumeMounts {
+				rename(&p.Spec.Containers[i].VolumeMounts[j].Name)
+			}
+		}
+		return p
+	}
+	return apiequality.Semantic.DeepEqual(norm(a), norm(b))
 }
