@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -31,6 +32,9 @@ type Target struct {
 	Goal     string `json:"goal"`
 	Measured string `json:"measured"`
 	Met      bool   `json:"met"`
+	// Check marks a condition of the measurement itself rather than a goal: missed, the run's
+	// figures do not mean what they say (a floor above what it bounds), and bench exits 1.
+	Check bool `json:"check,omitempty"`
 }
 
 // Report is everything one run measured (bench/results/latest.json).
@@ -84,8 +88,97 @@ func (r *Report) Write(path string) error {
 }
 
 func (r *Report) target(section, name, goal string, met bool, format string, args ...any) {
-	r.Targets = append(r.Targets, Target{section, name, goal, fmt.Sprintf(format, args...), met})
+	r.Targets = append(r.Targets, Target{Section: section, Name: name, Goal: goal, Measured: fmt.Sprintf(format, args...), Met: met})
 }
+
+func (r *Report) check(section, name, goal string, met bool, format string, args ...any) {
+	r.Targets = append(r.Targets, Target{Section: section, Name: name, Goal: goal, Measured: fmt.Sprintf(format, args...), Met: met, Check: true})
+}
+
+// FailedChecks are the missed checks of the measurement (Target.Check): a run with any is
+// not a valid measurement, and bench exits 1 after writing it.
+func (r *Report) FailedChecks() []Target {
+	var out []Target
+	for _, t := range r.Targets {
+		if t.Check && !t.Met {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// floorAbove tells whether floor's p50 is above bound's (what the floor bounds: the webhook)
+// by more than the run's noise, and that noise: twice the standard error of the mean of their
+// paired per-round p50 differences (rounds are interleaved, so each pair shares the machine's
+// load of its round). The constant-patch floor is the webhook minus its engine, tenths of a
+// millisecond of a 20 ms create: on the shared 2-core machine its p50 lands on either side of
+// the webhook's from run to run (three runs of 2026-12-07: +0.86, -0.44, +1.51 ms), so a
+// plain p50 comparison would fail valid runs; a floor that costs more than what it bounds,
+// such as the constant patch measured while a removed MutatingAdmissionPolicy still applied
+// (+5 ms), is above by several times the noise.
+func floorAbove(floor, bound APIMode) (above bool, noise float64) {
+	n := min(len(floor.RoundP50ms), len(bound.RoundP50ms))
+	if n < 2 {
+		return floor.P50ms > bound.P50ms, 0
+	}
+	var sum, sq float64
+	for i := 0; i < n; i++ {
+		d := floor.RoundP50ms[i] - bound.RoundP50ms[i]
+		sum += d
+		sq += d * d
+	}
+	mean := sum / float64(n)
+	variance := (sq - float64(n)*mean*mean) / float64(n-1)
+	noise = 2 * math.Sqrt(max(variance, 0)/float64(n))
+	return floor.P50ms > bound.P50ms && floor.P50ms-bound.P50ms > noise && mean > noise, noise
+}
+
+// APIPatchFloorFactor and the rest of apiTargets are the issue's targets for pod creation
+// through the API server (issue 23), defined here only: Evaluate checks them and prints
+// their goals from this table. What the webhook adds to a pod create over no webhook, at
+// p50 and at p99, is at most APIPatchFloorFactor times what the constant-patch floor adds
+// (the webhook's own answer precomputed: the least any webhook returning it costs).
+const APIPatchFloorFactor = 1.10
+
+// apiTarget is one target of section 3 on the modes' rows (by mode name).
+type apiTarget struct {
+	name, goal string
+	needs      []string // modes it reads besides webhook and none
+	eval       func(w, n APIMode, peer []APIMode) (met bool, measured string)
+}
+
+var apiTargets = func() []apiTarget {
+	var ts []apiTarget
+	pct := []struct {
+		name string
+		at   func(APIMode) float64
+	}{{"p50", func(a APIMode) float64 { return a.P50ms }}, {"p99", func(a APIMode) float64 { return a.P99ms }}}
+	for _, q := range pct {
+		at := q.at
+		ts = append(ts, apiTarget{
+			name:  "pod create " + q.name + ": (webhook - none) vs (constant-patch - none)",
+			goal:  fmt.Sprintf("<= %.2fx", APIPatchFloorFactor),
+			needs: []string{"constant-patch"},
+			eval: func(w, n APIMode, peer []APIMode) (bool, string) {
+				added, floor := at(w)-at(n), at(peer[0])-at(n)
+				x := added / floor
+				return added <= APIPatchFloorFactor*floor, fmt.Sprintf("%.2fx (+%.2f vs +%.2f ms)", x, added, floor)
+			},
+		})
+	}
+	for _, q := range pct {
+		at := q.at
+		ts = append(ts, apiTarget{
+			name:  "pod create " + q.name + ": webhook vs generated MutatingAdmissionPolicy",
+			goal:  "<= 1x",
+			needs: []string{"map"},
+			eval: func(w, _ APIMode, peer []APIMode) (bool, string) {
+				return at(w) <= at(peer[0]), fmt.Sprintf("%.2fx (%.2f vs %.2f ms)", at(w)/at(peer[0]), at(w), at(peer[0]))
+			},
+		})
+	}
+	return ts
+}()
 
 // Evaluate fills Targets from the measurements.
 func (r *Report) Evaluate() {
@@ -137,9 +230,40 @@ func (r *Report) Evaluate() {
 	}
 	if w, ok := byMode["webhook"]; ok {
 		n := byMode["none"]
-		p50, p99 := w.P50ms/n.P50ms, w.P99ms/n.P99ms
-		r.target("3", "pod create p50 with/without webhook", "<= 1.15x", p50 <= 1.15, "%.2fx (+%.2f ms)", p50, w.P50ms-n.P50ms)
-		r.target("3", "pod create p99 with/without webhook", "<= 1.3x", p99 <= 1.3, "%.2fx (+%.2f ms)", p99, w.P99ms-n.P99ms)
+	targets:
+		for _, t := range apiTargets {
+			var peers []APIMode
+			for _, m := range t.needs {
+				p, ok := byMode[m]
+				if !ok || p.Pods == 0 {
+					continue targets
+				}
+				peers = append(peers, p)
+			}
+			met, measured := t.eval(w, n, peers)
+			r.target("3", t.name, t.goal, met, "%s", measured)
+		}
+		// The measurement's own conditions (bench exits 1 when one is missed): each floor
+		// below what it bounds, the constant patch the webhook's, no peer in another's rows.
+		for _, f := range []struct{ mode, name string }{{"floor", "constant-answer floor"}, {"constant-patch", "constant-patch floor"}} {
+			if p, ok := byMode[f.mode]; ok && p.Pods > 0 {
+				above, noise := floorAbove(p, w)
+				r.check("3", "check: "+f.name+" p50 not above the webhook's", "<= webhook + noise", !above,
+					"%.2f vs %.2f ms (%+.2f ms; noise %.2f ms)", p.P50ms, w.P50ms, p.P50ms-w.P50ms, noise)
+			}
+		}
+		if p, ok := byMode["constant-patch"]; ok && p.Pods > 0 {
+			same := p.AsWebhook != nil && *p.AsWebhook
+			r.check("3", "check: constant-patch makes the webhook's pod (dry-run)", "same", same, "%v", same)
+		}
+		stray, detail := 0, ""
+		for _, a := range r.API {
+			stray += a.StrayCalls
+			if a.StrayCalls != 0 {
+				detail += fmt.Sprintf(" %s %d", a.Mode, a.StrayCalls)
+			}
+		}
+		r.check("3", "check: no admission work of another peer in a mode's rounds", "0", stray == 0, "%d%s", stray, detail)
 		ok, detail := true, ""
 		for _, a := range r.API {
 			wantMutated := a.Mode != "none" && a.Mode != "floor" && a.Mode != "map-minimal" // it writes no status
@@ -147,21 +271,12 @@ func (r *Report) Evaluate() {
 			detail += fmt.Sprintf(" %s %d/%d/%d", a.Mode, a.Mutated, a.Pods, a.Errors)
 		}
 		r.target("3", "every pod created; mutated exactly by the mutating peers (mutated/pods/errors)", "all", ok, "%s", strings.TrimSpace(detail))
-		// Issue 11: the webhook within 1.05x of the in-process policy and of the constant
-		// patch (what any mutating webhook costs at least); ahead of the plain defaulter.
-		for _, peer := range []struct{ mode, name string }{{"map", "generated MutatingAdmissionPolicy"}, {"constant-patch", "constant-patch floor"}} {
-			if p, ok := byMode[peer.mode]; ok && p.P50ms > 0 {
-				x50, x99 := w.P50ms/p.P50ms, w.P99ms/p.P99ms
-				r.target("3", "webhook p50 vs "+peer.name, "<= 1.05x", x50 <= 1.05, "%.2fx (%.2f vs %.2f ms)", x50, w.P50ms, p.P50ms)
-				r.target("3", "webhook p99 vs "+peer.name, "<= 1.05x", x99 <= 1.05, "%.2fx (%.2f vs %.2f ms)", x99, w.P99ms, p.P99ms)
-			}
-		}
+		// Not targets: the plain defaulter and the floor, for reading.
 		if d, ok := byMode["defaulter"]; ok && d.P50ms > 0 {
-			r.target("3", "webhook p50 ahead of the controller-runtime defaulter", "< 1x", w.P50ms < d.P50ms, "%.2fx (%.2f vs %.2f ms)", w.P50ms/d.P50ms, w.P50ms, d.P50ms)
-			r.target("3", "webhook p99 ahead of the controller-runtime defaulter", "< 1x", w.P99ms < d.P99ms, "%.2fx (%.2f vs %.2f ms)", w.P99ms/d.P99ms, w.P99ms, d.P99ms)
+			r.target("3", "for reading: webhook p50 vs the controller-runtime defaulter", "(none)", true, "%.2fx (%.2f vs %.2f ms)", w.P50ms/d.P50ms, w.P50ms, d.P50ms)
+			r.target("3", "for reading: webhook p99 vs the controller-runtime defaulter", "(none)", true, "%.2fx (%.2f vs %.2f ms)", w.P99ms/d.P99ms, w.P99ms, d.P99ms)
 		}
 		if f, ok := byMode["floor"]; ok && f.P50ms > 0 {
-			// Not an issue target: how much of the added latency any webhook call costs.
 			r.target("3", "for reading: floor p50 with/without webhook (a constant answer)", "(none)", true, "%.2fx (+%.2f ms)", f.P50ms/n.P50ms, f.P50ms-n.P50ms)
 			r.target("3", "for reading: webhook p50 vs floor p50", "(none)", true, "%.2fx (+%.2f ms)", w.P50ms/f.P50ms, w.P50ms-f.P50ms)
 		}
@@ -225,9 +340,9 @@ func (r *Report) Print(out io.Writer) {
 		_ = w.Flush()
 	}
 	if len(r.API) > 0 {
-		fmt.Fprintln(out, "\n3. Pod create through kube-apiserver (interleaved rounds of every peer; map = the generated MutatingAdmissionPolicy + pod ValidatingAdmissionPolicy, constant-patch = the pod's patch precomputed, floor = a constant answer, defaulter = controller-runtime admission.WithDefaulter doing the engine's mutation, the three on pkg/server's TLS stack; latency in ms; for map rows the apiserver call column is the policies' own evaluation time per pod, apiserver_{mutating,validating}_admission_policy_check_duration_seconds)")
+		fmt.Fprintln(out, "\n3. Pod create through kube-apiserver (interleaved rounds of every peer; map = the generated MutatingAdmissionPolicy + pod ValidatingAdmissionPolicy, constant-patch = the webhook's answer for the measured pod precomputed, floor = a constant answer, defaulter = controller-runtime admission.WithDefaulter doing the engine's mutation, the three on pkg/server's TLS stack; latency in ms; for map rows the apiserver call column is the policies' own evaluation time per pod, apiserver_{mutating,validating}_admission_policy_check_duration_seconds)")
 		w := tw()
-		fmt.Fprintln(w, "mode\tpods\terrors\tmutated\tp50\tp99\tpods/s\tp50 ratio\tp99 ratio\tp50 diff\tp99 diff\tapiserver call mean\tin-server mean\tserver CPU/pod\t")
+		fmt.Fprintln(w, "mode\tpods\terrors\tmutated\tp50\tp99\tpods/s\tp50 ratio\tp99 ratio\tp50 diff\tp99 diff\tapiserver call mean\tin-server mean\tserver CPU/pod\tstray calls\t")
 		n := r.API[len(r.API)-1]
 		for _, a := range r.API {
 			call, srv, cpu := "", "", ""
@@ -237,8 +352,8 @@ func (r *Report) Print(out io.Writer) {
 			if a.APICallMeanMs > 0 {
 				call = fmt.Sprintf("%.3f", a.APICallMeanMs)
 			}
-			fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%.2f\t%.2f\t%.0f\t%.2fx\t%.2fx\t%+.2f\t%+.2f\t%s\t%s\t%s\t\n", a.Mode, a.Pods, a.Errors, a.Mutated, a.P50ms, a.P99ms, a.PodsSec,
-				a.P50ms/n.P50ms, a.P99ms/n.P99ms, a.P50ms-n.P50ms, a.P99ms-n.P99ms, call, srv, cpu)
+			fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%.2f\t%.2f\t%.0f\t%.2fx\t%.2fx\t%+.2f\t%+.2f\t%s\t%s\t%s\t%d\t\n", a.Mode, a.Pods, a.Errors, a.Mutated, a.P50ms, a.P99ms, a.PodsSec,
+				a.P50ms/n.P50ms, a.P99ms/n.P99ms, a.P50ms-n.P50ms, a.P99ms-n.P99ms, call, srv, cpu, a.StrayCalls)
 		}
 		_ = w.Flush()
 	}
@@ -268,7 +383,12 @@ func (r *Report) Print(out io.Writer) {
 	fmt.Fprintln(w, "sec\ttarget\tgoal\tmeasured\tresult")
 	for _, t := range r.Targets {
 		res := "MET"
-		if !t.Met {
+		switch {
+		case t.Check && t.Met:
+			res = "OK"
+		case t.Check:
+			res = "FAILED: not a valid measurement"
+		case !t.Met:
 			res = "MISSED"
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", t.Section, t.Name, t.Goal, t.Measured, res)

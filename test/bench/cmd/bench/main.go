@@ -168,5 +168,12 @@ func run(soak bool, soakFor time.Duration, only string, step, warmup time.Durati
 		return err
 	}
 	fmt.Printf("\nwrote %s (%.0f s)\n", out, rep.Seconds)
+	if failed := rep.FailedChecks(); len(failed) > 0 {
+		names := make([]string, len(failed))
+		for i, t := range failed {
+			names[i] = t.Name + " (" + t.Measured + ")"
+		}
+		return fmt.Errorf("not a valid measurement: %s", strings.Join(names, "; "))
+	}
 	return nil
 }
