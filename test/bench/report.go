@@ -162,7 +162,7 @@ var apiTargets = func() []apiTarget {
 			eval: func(w, n APIMode, peer []APIMode) (bool, string) {
 				added, floor := at(w)-at(n), at(peer[0])-at(n)
 				x := added / floor
-				return added <= APIPatchFloorFactor*floor, fmt.Sprintf("%.2fx (+%.2f vs +%.2f ms)", x, added, floor)
+				return added <= APIPatchFloorFactor*floor, fmt.Sprintf("%.2fx (%+.2f vs %+.2f ms)", x, added, floor)
 			},
 		})
 	}
