@@ -65,10 +65,11 @@ const SchedulingGateHandoff = Prefix + "handoff"
 // ConditionAcceptingPushes is the readiness gate of a pod whose store does not survive it (no
 // persistence file on a volume that outlives the pod): the only copy of what it acknowledged
 // is what Prometheus scraped. The controller sets the condition True as soon as it sees the
-// pod and False once its preStop sleep has handoff.drainWindow left: the pod then leaves every
-// Service's serving endpoints, so pushes are refused (the client sees it and retries) instead
-// of acknowledged after Prometheus' last scrape, while Prometheus, which scrapes the pod's
-// own address, still collects the rest. It also opts out with AnnotationHandoff = "off".
+// pod, and the drain webhook sets it False at the pod's DELETE: the terminating pod then leaves
+// every Service's serving endpoints, so pushes are refused (the client sees it and retries)
+// instead of acknowledged after Prometheus' last scrape, while Prometheus, which scrapes the
+// pod's own address, still collects the rest during the preStop sleep. A pod opts out with
+// AnnotationHandoff = "off".
 const ConditionAcceptingPushes = Prefix + "accepting-pushes"
 
 // Values of AnnotationHandoff (and of the policy's handoff.mode).

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/annotations"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
@@ -18,9 +19,10 @@ import (
 // pushes to it until it exits: every push acknowledged after Prometheus' last scrape is lost
 // (docs/interruptions.md measured 180 in one rollout). A pod spec cannot stop the routing and
 // keep the scrape (the readiness probe cannot fail on purpose without a shell), so the webhook
-// adds a readiness gate and the controller turns its condition False handoff.drainWindow
-// before the sleep ends: the endpoint stops serving, pushes are refused (the client sees an
-// error and can retry), and Prometheus, which scrapes the pod's own address, collects the rest.
+// adds a readiness gate whose condition the product turns False when the pod is deleted: the
+// kubelet reports the terminating pod not Ready, its endpoint stops serving, pushes are refused
+// (the client sees an error and can retry), and Prometheus, which scrapes the pod's own
+// address, collects the rest during the sleep.
 
 // storeSurvives reports whether container c persists its store on a volume that outlives the
 // pod (a claim, a claim template's claim, a hostPath, or any other non-ephemeral source).
@@ -66,22 +68,22 @@ func Drain(d *Decision, pod *corev1.Pod) {
 	if d.Status != "" {
 		d.Status += "; "
 	}
-	d.Status += "drain: no persistence, so it stops taking pushes before its preStop sleep ends (readiness gate " + annotations.ConditionAcceptingPushes + ")"
+	d.Status += "drain: no persistence, so it takes no pushes once deleted (readiness gate " + annotations.ConditionAcceptingPushes + ")"
 	d.SetStatus = true
 	if d.Outcome == OutcomeUnchanged {
 		d.Outcome = OutcomeInjected
 	}
 }
 
-// Accepting is the controller's decision for a pod with the readiness gate.
+// Accepting is the drain's decision for a pod with the readiness gate.
 type Accepting struct {
 	// Status is what the condition should be now.
 	Status corev1.ConditionStatus
 	// Reason and Message are the condition's.
 	Reason, Message string
-	// At is when the pod stops taking pushes (zero while it is not terminating); when Status
-	// is True and At is set, the controller looks again then.
-	At time.Time
+	// Until, when set, is when a False condition on a pod that is not terminating goes back to
+	// True (the delete it was written for never happened); the controller looks again then.
+	Until time.Time
 }
 
 // Condition reasons of ConditionAcceptingPushes.
@@ -90,41 +92,40 @@ const (
 	ReasonDraining  = "Draining"
 )
 
-// DecideAccepting is the drain rule. A live pod accepts pushes. A terminating pod stops
-// window before its preStop sleep ends: the termination began at deletionTimestamp minus the
-// grace period the delete gave, the kubelet sends SIGTERM when the sleep of the target
-// container ends (or when the grace period does, if shorter), and the sleep read is the
-// shortest of the targets' (the first SIGTERM is the one that matters). A sleep that cannot be
-// read (a hook that is not a sleep) or a window longer than the sleep stops it at once.
-func DecideAccepting(pod *corev1.Pod, pol *policy.Policy, now time.Time) Accepting {
-	if pod.DeletionTimestamp == nil {
-		return Accepting{Status: corev1.ConditionTrue, Reason: ReasonAccepting, Message: "the pod is not terminating"}
+// DrainHold is how long a condition written False at a pod's DELETE (the drain webhook) stays
+// False on a pod that is still not terminating: the delete is persisted milliseconds after its
+// admission, so a pod that is still alive after this was not deleted (a failed request).
+const DrainHold = 10 * time.Second
+
+// DrainingCondition is the condition the drain webhook writes at a pod's DELETE.
+func DrainingCondition(now time.Time) corev1.PodCondition {
+	return corev1.PodCondition{
+		Type:               annotations.ConditionAcceptingPushes,
+		Status:             corev1.ConditionFalse,
+		Reason:             ReasonDraining,
+		Message:            "deleted: takes no pushes, so that Prometheus scrapes what it acknowledged before its preStop sleep ends (no persistence)",
+		LastTransitionTime: metav1.NewTime(now),
 	}
-	var grace int64
-	switch {
-	case pod.DeletionGracePeriodSeconds != nil:
-		grace = *pod.DeletionGracePeriodSeconds
-	case pod.Spec.TerminationGracePeriodSeconds != nil:
-		grace = *pod.Spec.TerminationGracePeriodSeconds
+}
+
+// DecideAccepting is the drain's rule. The kubelet computes a terminating pod's Ready condition
+// once, when the termination begins, and not again until its containers have stopped (it does
+// not recompute it during the preStop sleep), so the condition must be False before the
+// kubelet sees the deletion: the drain webhook writes it at the DELETE's admission. Here a
+// terminating pod stays False; a pod that is not terminating is True, except for DrainHold
+// after the webhook wrote False (its delete is on the way).
+func DecideAccepting(pod *corev1.Pod, cur *corev1.PodCondition, now time.Time) Accepting {
+	if pod.DeletionTimestamp != nil {
+		return Accepting{Status: corev1.ConditionFalse, Reason: ReasonDraining,
+			Message: "terminating: takes no pushes, so that Prometheus scrapes what it acknowledged before its preStop sleep ends (no persistence)"}
 	}
-	start := pod.DeletionTimestamp.Add(-time.Duration(grace) * time.Second)
-	sleep := int64(-1)
-	for _, name := range Decide(pod, pod.Namespace, pol).Targets {
-		c := container(pod, name)
-		if c == nil || c.Lifecycle == nil || c.Lifecycle.PreStop == nil {
-			continue
+	if cur != nil && cur.Status == corev1.ConditionFalse && cur.Reason == ReasonDraining {
+		until := cur.LastTransitionTime.Add(DrainHold)
+		if now.Before(until) {
+			return Accepting{Status: corev1.ConditionFalse, Reason: ReasonDraining, Message: cur.Message, Until: until}
 		}
-		if s, ok := HookSleepSeconds(c.Lifecycle.PreStop); ok && (sleep < 0 || s < sleep) {
-			sleep = s
-		}
+		return Accepting{Status: corev1.ConditionTrue, Reason: ReasonAccepting,
+			Message: fmt.Sprintf("not deleted %s after its DELETE was admitted: takes pushes again", DrainHold)}
 	}
-	sleep = min(max(sleep, 0), grace)
-	window := int64(pol.Handoff.DrainWindow)
-	at := start.Add(time.Duration(max(sleep-window, 0)) * time.Second)
-	if now.Before(at) {
-		return Accepting{Status: corev1.ConditionTrue, Reason: ReasonAccepting, At: at,
-			Message: fmt.Sprintf("terminating: takes pushes until %s, %ds before its %ds preStop sleep ends (handoff.drainWindow)", at.UTC().Format(time.RFC3339), min(window, sleep), sleep)}
-	}
-	return Accepting{Status: corev1.ConditionFalse, Reason: ReasonDraining, At: at,
-		Message: fmt.Sprintf("terminating: takes no pushes since %s so that Prometheus scrapes what it acknowledged before its %ds preStop sleep ends (no persistence; handoff.drainWindow %s)", at.UTC().Format(time.RFC3339), sleep, pol.Handoff.DrainWindow)}
+	return Accepting{Status: corev1.ConditionTrue, Reason: ReasonAccepting, Message: "the pod is not terminating"}
 }

@@ -76,7 +76,7 @@ func SetupController(mgr manager.Manager, ix *Index, pol PolicySource, log logr.
 			return err
 		}
 	}
-	return setupDrain(mgr, ix, pol, log.WithName("drain"))
+	return setupDrain(mgr, ix, log.WithName("drain"))
 }
 
 // affected maps a change of any selected pod to the gated pods it may release: itself when

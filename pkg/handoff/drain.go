@@ -31,21 +31,20 @@ const ReasonDraining = "Draining"
 
 // DrainReconciler keeps the annotations.ConditionAcceptingPushes condition of the pods that
 // carry its readiness gate what engine.DecideAccepting says: True from the first sight (the
-// pod is unready until then, so this runs before its containers start), False once its
-// termination reaches the drain window.
+// pod is unready until then, so this runs before its containers start), False while it
+// terminates, and True again for a pod whose DELETE, drained at admission, never happened.
 type DrainReconciler struct {
 	Index    *Index
 	Client   client.Client
-	Policy   PolicySource
 	Recorder recorder.EventRecorder
 	Clock    clock.PassiveClock
 	Log      logr.Logger
 }
 
 // setupDrain adds the drain controller beside the handoff gate's, on the same caches.
-func setupDrain(mgr manager.Manager, ix *Index, pol PolicySource, log logr.Logger) error {
+func setupDrain(mgr manager.Manager, ix *Index, log logr.Logger) error {
 	r := &DrainReconciler{
-		Index: ix, Client: mgr.GetClient(), Policy: pol,
+		Index: ix, Client: mgr.GetClient(),
 		Recorder: mgr.GetEventRecorder(ControllerName), Clock: clock.RealClock{}, Log: log,
 	}
 	c, err := controller.New("drain", mgr, controller.Options{
@@ -83,44 +82,61 @@ func (r *DrainReconciler) Reconcile(ctx context.Context, req reconcile.Request) 
 		return reconcile.Result{}, nil
 	}
 	now := r.Clock.Now()
-	a := engine.DecideAccepting(pod, r.Policy.Current(), now)
-	if cur := condition(pod); cur == nil || cur.Status != a.Status {
-		if err := r.set(ctx, pod, a, now); err != nil {
+	cur := condition(pod)
+	a := engine.DecideAccepting(pod, cur, now)
+	if cur == nil || cur.Status != a.Status {
+		err := setCondition(ctx, r.Client, pod, corev1.PodCondition{
+			Type: annotations.ConditionAcceptingPushes, Status: a.Status, Reason: a.Reason, Message: a.Message,
+			LastTransitionTime: metav1.NewTime(now),
+		})
+		if err != nil {
 			if apierrors.IsNotFound(err) {
 				return reconcile.Result{}, nil
 			}
 			return reconcile.Result{}, fmt.Errorf("setting %s of %s/%s: %w", annotations.ConditionAcceptingPushes, pod.Namespace, pod.Name, err)
 		}
-		metrics.DrainTransitionsTotal.WithLabelValues(string(a.Status)).Inc()
+		metrics.DrainTransitionsTotal.WithLabelValues("controller", string(a.Status)).Inc()
 		log := r.Log.WithValues("namespace", pod.Namespace, "pod", pod.Name)
 		if a.Status == corev1.ConditionFalse {
-			r.Recorder.Eventf(pod, nil, corev1.EventTypeNormal, ReasonDraining, "Drain", "%s", a.Message)
-			log.Info("draining", "since", a.At)
+			// Late: the kubelet has computed the terminating pod's Ready already (the drain
+			// webhook was not called, or failed); counted, so that it shows.
+			r.Recorder.Eventf(pod, nil, corev1.EventTypeWarning, ReasonDraining, "Drain",
+				"drained by the controller after the deletion: the kubelet may keep it serving until its preStop sleep ends (was the drain webhook called?)")
+			log.Info("drained late: the DELETE was not drained at admission")
 		} else {
-			log.V(1).Info("accepting pushes")
+			log.V(1).Info("accepting pushes", "reason", a.Message)
 		}
 	}
-	if a.Status == corev1.ConditionTrue && !a.At.IsZero() {
-		return reconcile.Result{RequeueAfter: a.At.Sub(now)}, nil
+	if !a.Until.IsZero() {
+		return reconcile.Result{RequeueAfter: a.Until.Sub(now)}, nil
 	}
 	return reconcile.Result{}, nil
 }
 
-// set writes the condition with a strategic merge patch of the status: conditions merge by
-// type, so the kubelet's own conditions and any other controller's stay as they are.
-func (r *DrainReconciler) set(ctx context.Context, pod *corev1.Pod, a engine.Accepting, now time.Time) error {
-	cond := corev1.PodCondition{
-		Type:               annotations.ConditionAcceptingPushes,
-		Status:             a.Status,
-		Reason:             a.Reason,
-		Message:            a.Message,
-		LastTransitionTime: metav1.NewTime(now),
+// Drain writes the condition False for the pod about to be deleted (the drain webhook, at the
+// DELETE's admission), and records the event. It reads nothing: the webhook decided from the
+// pod in the request.
+func (ix *Index) Drain(ctx context.Context, pod *corev1.Pod) error {
+	now := time.Now()
+	if err := setCondition(ctx, ix.writer, pod, engine.DrainingCondition(now)); err != nil {
+		return err
 	}
+	metrics.DrainTransitionsTotal.WithLabelValues("webhook", string(corev1.ConditionFalse)).Inc()
+	if ix.recorder != nil {
+		ix.recorder.Eventf(pod, nil, corev1.EventTypeNormal, ReasonDraining, "Drain",
+			"deleted: takes no pushes from now on, so that Prometheus scrapes what it acknowledged before its preStop sleep ends (no persistence)")
+	}
+	return nil
+}
+
+// setCondition writes one condition with a strategic merge patch of the status: conditions
+// merge by type, so the kubelet's own conditions and any other controller's stay as they are.
+func setCondition(ctx context.Context, c client.Client, pod *corev1.Pod, cond corev1.PodCondition) error {
 	patch, err := json.Marshal(map[string]any{"status": map[string]any{"conditions": []corev1.PodCondition{cond}}})
 	if err != nil {
 		return err
 	}
-	return r.Client.Status().Patch(ctx, pod, client.RawPatch(types.StrategicMergePatchType, patch))
+	return c.Status().Patch(ctx, pod, client.RawPatch(types.StrategicMergePatchType, patch))
 }
 
 func condition(pod *corev1.Pod) *corev1.PodCondition {

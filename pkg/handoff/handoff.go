@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/annotations"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/engine"
@@ -41,7 +42,10 @@ type Index struct {
 	caches []cache.Cache
 	// reader answers the confirming GET straight from the API server.
 	reader client.Reader
-	synced chan struct{}
+	// writer and recorder write the drain's condition and event at a DELETE (Drain).
+	writer   client.Client
+	recorder recorder.EventRecorder
+	synced   chan struct{}
 }
 
 // Selectors are the label selectors of the pods the webhook may gate: the policy's and the
@@ -70,7 +74,7 @@ func Selectors(pol *policy.Policy) ([]labels.Selector, error) {
 // NewIndex builds the caches and adds them to the manager (on every replica: each one
 // answers admission requests, whoever leads the controller).
 func NewIndex(mgr manager.Manager, sels []labels.Selector) (*Index, error) {
-	ix := &Index{reader: mgr.GetAPIReader(), synced: make(chan struct{})}
+	ix := &Index{reader: mgr.GetAPIReader(), writer: mgr.GetClient(), recorder: mgr.GetEventRecorder(ControllerName), synced: make(chan struct{})}
 	for _, sel := range sels {
 		c, err := cache.New(mgr.GetConfig(), cache.Options{
 			Scheme: mgr.GetScheme(),

@@ -51,13 +51,14 @@ var (
 		Name: "pushgateway_lifecycle_handoff_held_pods",
 		Help: "Pods held by the pushgateway-lifecycle.io/handoff scheduling gate.",
 	})
-	// DrainTransitionsTotal counts the drain controller's writes of the
-	// pushgateway-lifecycle.io/accepting-pushes condition, by the status written (True: a new
-	// pod may become ready; False: a terminating pod without persistence stopped taking pushes).
+	// DrainTransitionsTotal counts the writes of the pushgateway-lifecycle.io/accepting-pushes
+	// condition, by writer (webhook: at a DELETE's admission, in time; controller: the first
+	// True, the True of a pod whose delete never happened, and a late False, after the kubelet
+	// computed the terminating pod's Ready) and the status written.
 	DrainTransitionsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pushgateway_lifecycle_drain_transitions_total",
-		Help: "Writes of the pushgateway-lifecycle.io/accepting-pushes pod condition, by status (True, False).",
-	}, []string{"status"})
+		Help: "Writes of the pushgateway-lifecycle.io/accepting-pushes pod condition, by writer (webhook, controller) and status (True, False); controller False means drained too late.",
+	}, []string{"writer", "status"})
 	// HandoffHoldSeconds is how long each gated pod was held, from its creation to the lift,
 	// by result (released: its predecessor stopped; timed_out: handoff.maxWait passed).
 	HandoffHoldSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -104,8 +105,9 @@ func RegisterCertificateMetrics() {
 func init() {
 	crmetrics.Registry.MustRegister(PodsTotal, WorkloadsTotal, PolicyReloadsTotal, RequestErrorsTotal,
 		HandoffChecksTotal, HandoffHeldPods, HandoffHoldSeconds, UnprotectedPods, DrainTransitionsTotal)
+	DrainTransitionsTotal.WithLabelValues("webhook", "False")
 	for _, s := range []string{"True", "False"} {
-		DrainTransitionsTotal.WithLabelValues(s)
+		DrainTransitionsTotal.WithLabelValues("controller", s)
 	}
 	for _, r := range []string{"gated", "free", "error"} {
 		HandoffChecksTotal.WithLabelValues(r)

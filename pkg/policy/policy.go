@@ -108,17 +108,7 @@ type Handoff struct {
 	// its grace period) the gate is lifted at the latest: a kubelet that never reports the
 	// pod gone (node lost) must not hold the replacement forever.
 	MaxWait Seconds `json:"maxWait"`
-	// DrainWindow is how long before its preStop sleep ends a pod without persistence stops
-	// taking pushes (annotations.ConditionAcceptingPushes): Prometheus' scrape interval plus
-	// about 5 s for the endpoint to leave every kube-proxy and the last scrape to finish. The
-	// default, 35s, covers the Prometheus Operator's default interval (30s); with the default
-	// 30s sleep such a pod stops taking pushes as soon as it terminates.
-	DrainWindow Seconds `json:"drainWindow"`
 }
-
-// DefaultDrainWindow is handoff.drainWindow's default: the Prometheus Operator's default
-// scrape interval (30s) plus 5s.
-const DefaultDrainWindow = 35
 
 // DefaultSelector matches the label of the upstream prometheus-pushgateway chart's pods.
 func DefaultSelector() *metav1.LabelSelector {
@@ -174,9 +164,6 @@ func (p *Policy) SetDefaults() {
 	}
 	if p.Handoff.MaxWait == 0 {
 		p.Handoff.MaxWait = 30
-	}
-	if p.Handoff.DrainWindow == 0 {
-		p.Handoff.DrainWindow = DefaultDrainWindow
 	}
 	if p.Readiness == "" {
 		p.Readiness = annotations.ReadinessTune
@@ -238,10 +225,6 @@ func (p *Policy) Validate() field.ErrorList {
 	}
 	if p.Handoff.MaxWait < 0 || p.Handoff.MaxWait > 3600 {
 		errs = append(errs, field.Invalid(hp.Child("maxWait"), p.Handoff.MaxWait.String(), "must be from 1s to 1h (0 or unset: 30s)"))
-	}
-	if p.Handoff.DrainWindow < 1 || p.Handoff.DrainWindow > 3600 {
-		errs = append(errs, field.Invalid(hp.Child("drainWindow"), p.Handoff.DrainWindow.String(),
-			fmt.Sprintf("must be from 1s to 1h (unset: %s)", Seconds(DefaultDrainWindow))))
 	}
 	if p.Readiness != annotations.ReadinessTune && p.Readiness != annotations.ReadinessKeep {
 		errs = append(errs, field.NotSupported(field.NewPath("readiness"), p.Readiness, []string{annotations.ReadinessTune, annotations.ReadinessKeep}))

@@ -164,9 +164,10 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 	}
 
 	var holders pglwebhook.HolderSource
+	var ix *handoff.Index
 	if o.CertRotation != nil || o.Handoff {
-		ix, err := o.setupManager(log, watcher)
-		if err != nil {
+		var err error
+		if ix, err = o.setupManager(log, watcher); err != nil {
 			return err
 		}
 		if ix != nil {
@@ -177,6 +178,10 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 	handlers := map[string]http.Handler{
 		pglwebhook.PathMutatePods:        &pglwebhook.PodMutator{Policy: watcher, Log: log.WithName("pods"), Handoff: holders},
 		pglwebhook.PathValidateWorkloads: &pglwebhook.WorkloadValidator{Policy: watcher, Log: log.WithName("workloads")},
+	}
+	if ix != nil {
+		// The drain's half at admission; its controller runs with the handoff gate's.
+		handlers[pglwebhook.PathDrainPods] = &pglwebhook.PodDrainer{Drainer: ix, Log: log.WithName("drain")}
 	}
 	return serve(ctx, o, handlers, log, watcher.Start)
 }

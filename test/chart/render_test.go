@@ -554,7 +554,11 @@ func TestKustomizeEquivalentToChart(t *testing.T) {
 	c.one(t, "ValidatingWebhookConfiguration", &cv)
 	var ks corev1.Service
 	k.one(t, "Service", &ks)
-	for _, cc := range []*admissionv1.WebhookClientConfig{&km.Webhooks[0].ClientConfig, &kv.Webhooks[0].ClientConfig} {
+	ccs := []*admissionv1.WebhookClientConfig{&km.Webhooks[0].ClientConfig}
+	for i := range kv.Webhooks {
+		ccs = append(ccs, &kv.Webhooks[i].ClientConfig)
+	}
+	for _, cc := range ccs {
 		if cc.Service.Name != ks.Name || cc.Service.Namespace != namespace {
 			t.Errorf("kustomize webhook calls service %s/%s, want %s/%s", cc.Service.Namespace, cc.Service.Name, namespace, ks.Name)
 		}

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -15,10 +16,12 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/annotations"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/engine"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/handoff"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/harness"
 )
@@ -64,8 +67,7 @@ func TestHandoff(t *testing.T) {
 	})
 	s.policy = filepath.Join(t.TempDir(), "policy.yaml")
 	// maxWait 1s: the timeout case deletes with a 3 s grace period and waits for the timeout.
-	// drainWindow 25s: a pod without persistence drains 5 s into its 30 s sleep.
-	writeFileAtomic(t, s.policy, "handoff:\n  maxWait: 1s\n  drainWindow: 25s\n")
+	writeFileAtomic(t, s.policy, "handoff:\n  maxWait: 1s\n")
 	var err error
 	if s.port, err = harness.FreePort(); err != nil {
 		t.Fatal(err)
@@ -88,7 +90,7 @@ func TestHandoff(t *testing.T) {
 	t.Run("a predecessor that outlives deletionTimestamp plus maxWait releases with a warning", func(t *testing.T) { s.caseTimeout(ctx, t) })
 	t.Run("a restarted controller lifts a gate set before it started", func(t *testing.T) { s.caseRestart(ctx, t) })
 	t.Run("annotation handoff off starts the replacement at once", func(t *testing.T) { s.caseOptOut(ctx, t) })
-	t.Run("a pod without persistence accepts pushes once seen and stops drainWindow before its sleep ends", func(t *testing.T) { s.caseDrain(ctx, t) })
+	t.Run("a pod without persistence accepts pushes once seen and none from its DELETE on", func(t *testing.T) { s.caseDrain(ctx, t) })
 }
 
 func (s *handoffSuite) start(t *testing.T) {
@@ -401,47 +403,90 @@ func (s *handoffSuite) caseDrain(ctx context.Context, t *testing.T) {
 	d.Spec.Template.Spec.Containers[0].VolumeMounts = nil
 	d.Spec.Template.Spec.Volumes = nil
 	old := s.firstPod(ctx, t, d)
-	get := func() *corev1.Pod {
-		p, err := s.client.CoreV1().Pods(nsHandoff).Get(ctx, old.Name, metav1.GetOptions{})
+	get := func(name string) *corev1.Pod {
+		p, err := s.client.CoreV1().Pods(nsHandoff).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return p
 	}
 	eventually(t, 30*time.Second, "the controller sets "+annotations.ConditionAcceptingPushes+" True", func() (bool, string) {
-		c := accepting(get())
+		c := accepting(get(old.Name))
 		return c != nil && c.Status == corev1.ConditionTrue, fmt.Sprintf("condition %+v", c)
 	})
+	// A dry-run delete has no side effect.
+	if err := s.client.CoreV1().Pods(nsHandoff).Delete(ctx, old.Name, metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
+		t.Fatal(err)
+	}
+	if c := accepting(get(old.Name)); c == nil || c.Status != corev1.ConditionTrue {
+		t.Fatalf("a dry-run delete drained the pod: %+v", c)
+	}
+	// The webhook writes False before the deletion is stored: the first state of the pod
+	// with a deletionTimestamp already says False, which is what the kubelet starts from.
+	w, err := s.client.CoreV1().Pods(nsHandoff).Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + old.Name, ResourceVersion: get(old.Name).ResourceVersion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
 	if err := s.client.CoreV1().Pods(nsHandoff).Delete(ctx, old.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](45)}); err != nil {
 		t.Fatal(err)
 	}
-	p := get()
-	// The drain begins 30 s (the sleep) - 25 s (the window) after the termination began.
-	at := p.DeletionTimestamp.Add(-45 * time.Second).Add(5 * time.Second)
-	if c := accepting(p); time.Now().Before(at.Add(-time.Second)) && (c == nil || c.Status != corev1.ConditionTrue) {
-		t.Fatalf("stopped taking pushes before the drain window: %+v", c)
+	timeout := time.After(30 * time.Second)
+	var states []string
+	for done := false; !done; {
+		select {
+		case ev := <-w.ResultChan():
+			p, ok := ev.Object.(*corev1.Pod)
+			if !ok {
+				t.Fatalf("watch: %v", ev.Object)
+			}
+			c := accepting(p)
+			states = append(states, fmt.Sprintf("%s deleting=%v condition=%v", ev.Type, p.DeletionTimestamp != nil, c))
+			if p.DeletionTimestamp != nil {
+				if c == nil || c.Status != corev1.ConditionFalse || c.Reason != "Draining" {
+					t.Fatalf("the first state with a deletionTimestamp is not drained: %v", states)
+				}
+				done = true
+			}
+		case <-timeout:
+			t.Fatalf("no deletion seen: %v", states)
+		}
 	}
-	var seen time.Time
-	eventually(t, 30*time.Second, "the condition False once the drain window begins", func() (bool, string) {
-		c := accepting(get())
-		if c != nil && c.Status == corev1.ConditionFalse {
-			seen = time.Now()
-			return true, ""
-		}
-		if c == nil || c.Status != corev1.ConditionTrue {
-			return false, fmt.Sprintf("condition %+v", c)
-		}
-		if time.Now().Before(at.Add(-time.Second)) {
-			return false, "still accepting, as it should"
-		}
-		return false, fmt.Sprintf("still True at %s, past the drain time %s", time.Now().Format(time.RFC3339), at.Format(time.RFC3339))
-	})
-	// deletionTimestamp is stored in whole seconds: the termination began up to 1 s later than
-	// it says, never earlier.
-	if seen.Before(at.Add(-time.Second)) {
-		t.Errorf("False at %s, before the drain time %s", seen.Format(time.RFC3339Nano), at.Format(time.RFC3339))
-	}
-	t.Logf("False %.1fs after the drain time computed from the pod (%s)", seen.Sub(at).Seconds(), at.Format(time.RFC3339))
+	t.Logf("states seen: %v", states)
 	s.requireEvent(ctx, t, old.Name, handoff.ReasonDraining)
+
+	// A pod whose condition was written False and that is not deleted takes pushes again.
+	repl := s.replacementOf(ctx, t, d.Name, old.Name)
+	eventually(t, 30*time.Second, "the replacement accepts pushes", func() (bool, string) {
+		c := accepting(get(repl))
+		return c != nil && c.Status == corev1.ConditionTrue, fmt.Sprintf("condition %+v", c)
+	})
+	b, _ := json.Marshal(map[string]any{"status": map[string]any{"conditions": []corev1.PodCondition{engine.DrainingCondition(time.Now())}}})
+	if _, err := s.client.CoreV1().Pods(nsHandoff).Patch(ctx, repl, types.StrategicMergePatchType, b, metav1.PatchOptions{}, "status"); err != nil {
+		t.Fatal(err)
+	}
+	written := time.Now()
+	eventually(t, 30*time.Second, "True again after the hold", func() (bool, string) {
+		c := accepting(get(repl))
+		return c != nil && c.Status == corev1.ConditionTrue, fmt.Sprintf("condition %+v", c)
+	})
+	if held := time.Since(written); held < engine.DrainHold-time.Second {
+		t.Errorf("True again after %s, before the hold of %s", held, engine.DrainHold)
+	}
 	s.forceDelete(ctx, t, old.Name)
+}
+
+// replacementOf waits for the Deployment's pod other than old and returns its name.
+func (s *handoffSuite) replacementOf(ctx context.Context, t *testing.T, name, old string) string {
+	t.Helper()
+	var repl string
+	eventually(t, 30*time.Second, "the replacement of "+old, func() (bool, string) {
+		_, others, err := s.livePods(ctx, name)
+		if err != nil || len(others) != 1 || others[0].Name == old {
+			return false, fmt.Sprintf("%d others, err %v", len(others), err)
+		}
+		repl = others[0].Name
+		return true, ""
+	})
+	return repl
 }

@@ -59,6 +59,8 @@ type WebhookConfigs struct {
 // one, which needs no helm, and TestDefaultWebhookConfigsMatchChart keeps the two identical.
 func DefaultWebhookConfigs() WebhookConfigs {
 	none := admissionv1.SideEffectClassNone
+	noneOnDryRun := admissionv1.SideEffectClassNoneOnDryRun
+	drainTimeout := int32(5)
 	ignore := admissionv1.Ignore
 	ifNeeded := admissionv1.IfNeededReinvocationPolicy
 	timeout := int32(2)
@@ -163,10 +165,36 @@ func DefaultWebhookConfigs() WebhookConfigs {
 				FailurePolicy:           &ignore,
 				TimeoutSeconds:          &timeout,
 				AdmissionReviewVersions: []string{"v1"},
+			}, {
+				// The drain: at the DELETE of a pod with the readiness gate, the condition goes
+				// False before the deletion is stored.
+				Name:         "drain.pushgateway-lifecycle.io",
+				ClientConfig: path(DrainPodPath),
+				Rules: []admissionv1.RuleWithOperations{{
+					Operations: []admissionv1.OperationType{admissionv1.Delete},
+					Rule: admissionv1.Rule{
+						APIGroups: []string{""}, APIVersions: []string{"v1"},
+						Resources: []string{"pods"}, Scope: &namespaced,
+					},
+				}},
+				NamespaceSelector:       nsSelector(),
+				ObjectSelector:          &metav1.LabelSelector{},
+				MatchConditions:         []admissionv1.MatchCondition{{Name: "drained-pods", Expression: DrainedPodsCEL}},
+				MatchPolicy:             &equivalent,
+				SideEffects:             &noneOnDryRun,
+				FailurePolicy:           &ignore,
+				TimeoutSeconds:          &drainTimeout,
+				AdmissionReviewVersions: []string{"v1"},
 			}},
 		},
 	}
 }
+
+// DrainPodPath is the drain webhook's path (pkg/webhook.PathDrainPods).
+const DrainPodPath = "/drain-v1-pod"
+
+// DrainedPodsCEL sends the drain webhook only the DELETE of a live pod with the readiness gate.
+const DrainedPodsCEL = "!has(oldObject.metadata.deletionTimestamp) && has(oldObject.spec.readinessGates) && oldObject.spec.readinessGates.exists(g, g.conditionType == 'pushgateway-lifecycle.io/accepting-pushes')"
 
 // PointAt returns a copy whose every webhook calls baseURL (e.g. https://127.0.0.1:9443) plus
 // the path its Service reference named (or its URL's path), trusting caBundle.

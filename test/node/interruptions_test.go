@@ -29,6 +29,9 @@ import (
 // runs its short form (the delete scenario, both specs).
 var interruptions = flag.Bool("interruptions", false, "run every interruption scenario with both specs on two nodes with Prometheus and write docs/interruptions.md and docs/interruptions/ (make proof-interruptions)")
 
+// only runs some scenarios of the matrix, and writes no page: a developer's rerun of a cell.
+var only = flag.String("interruptions.only", "", "with -interruptions: run only these comma-separated scenarios (no-persistence,delete) and write nothing to docs/")
+
 // The scenarios' names, as docs/interruptions/results.json spells them.
 const (
 	scenarioRecreate      = "rollout-recreate"
@@ -492,7 +495,23 @@ func TestInterruptions(t *testing.T) {
 	defer cancel()
 	names := []string{scenarioRecreate, scenarioDelete, scenarioEviction, scenarioDrain, scenarioScaleZero,
 		scenarioRollingUpdate, scenarioCrash, scenarioNoPersistence}
+	if *only != "" {
+		names = strings.Split(*only, ",")
+		for _, n := range names {
+			if _, ok := scenarios[n]; !ok {
+				t.Fatalf("-interruptions.only: unknown scenario %q", n)
+			}
+		}
+	}
 	results, prom, kube := runMatrix(t, ctx, names, t.TempDir())
+	if *only != "" {
+		for _, r := range results {
+			t.Logf("%s: acknowledged %d, lost in the store %d, lost in Prometheus %d, refused %d, no serving endpoint %.2fs, hold %s; %s",
+				r.arm.name, r.ackOld+r.ackNew, r.lostStore, r.lostProm, r.refusedOld+r.noEndpoint, r.noEndpointSeconds, secs(r.heldFor), r.summary())
+		}
+		checkMatrix(t, results)
+		return
+	}
 
 	outDir := filepath.Join(root, "docs", "interruptions")
 	pics := writeArmLogs(t, outDir, results)
@@ -535,7 +554,7 @@ func interruptionsPage(results []*proofResult, rows []matrixRow, pics []string, 
 	b.WriteString("# Every interruption, on two real nodes, judged by what Prometheus stored\n\n")
 	fmt.Fprintf(&b, "Run %s on %d CPUs; the run took %s. Kubernetes %s (two kubelets, each with its own containerd and kube-proxy, in network namespaces of their own), Pushgateway %s, Prometheus %s scraping every %s through kubernetes_sd (role endpointslice, honor_labels), as a ServiceMonitor of the Prometheus Operator does.\n\n",
 		rows[0].Date, runtime.NumCPU(), took, rows[0].Kubernetes, rows[0].Pushgateway, rows[0].Prometheus, harness.PrometheusScrapeInterval)
-	fmt.Fprintf(&b, "Each arm: the community chart's persistence variant (unless said), its store preloaded with %d series (about %.0f MB); %d clients push like batch jobs, each push its own group (job `proof`, instance `p<client>-s<seq>`), pushed once, on a new connection to the Service's ClusterIP from inside the node network, one push at a time per client, at most every %s. The volume is a hostPath PersistentVolume without node affinity in a directory every node's mount namespace sees: on one host that behaves as a network volume. `upstream` is the chart as rendered; `product` is the same manifest in a namespace opted in to pushgateway-lifecycle (the chart installed on the nodes: webhook, handoff gate and readiness tuning on).\n\n",
+	fmt.Fprintf(&b, "Each arm: the community chart's persistence variant (unless said), its store preloaded with %d series (about %.0f MB); %d clients push like batch jobs, each push its own group (job `proof`, instance `p<client>-s<seq>`), pushed once, on a new connection to the Service's ClusterIP from inside the node network, one push at a time per client, at most every %s. The volume is a hostPath PersistentVolume without node affinity in a directory every node's mount namespace sees: on one host that behaves as a network volume. `upstream` is the chart as rendered; `product` is the same manifest in a namespace opted in to pushgateway-lifecycle (the chart installed on the nodes with its defaults: webhook, handoff gate, drain and readiness tuning on).\n\n",
 		matrixPreload.Series(), float64(matrixPreload.Series()*matrixPreload.ValueBytes)/1e6, proofPushers, proofEvery)
 	b.WriteString("| scenario | spec | acknowledged | lost at the store | lost in Prometheus | refused | no serving endpoint | replacement start to routed | handoff hold |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range rows {
