@@ -40,7 +40,7 @@ func TestPodDrainer(t *testing.T) {
 	body := func(op admissionv1.Operation, old *corev1.Pod, dryRun bool) []byte {
 		req := map[string]any{
 			"uid": "u-1", "kind": map[string]string{"group": "", "version": "v1", "kind": "Pod"},
-			"resource": map[string]string{"group": "", "version": "v1", "resource": "pods"},
+			"resource":  map[string]string{"group": "", "version": "v1", "resource": "pods"},
 			"namespace": "ns", "name": "pgw", "operation": op, "dryRun": dryRun, "oldObject": old,
 		}
 		b, err := json.Marshal(map[string]any{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": req})
