@@ -526,6 +526,9 @@ func TestInterruptions(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(outDir, "results.json"), append(js, '\n'), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(filepath.Join(outDir, "summary.svg"), []byte(summarySVG(rows)), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	took := time.Since(started).Round(time.Second)
 	page := interruptionsPage(results, rows, pics, took)
 	if err := os.WriteFile(filepath.Join(root, "docs", "interruptions.md"), []byte(page), 0o644); err != nil {
@@ -560,7 +563,7 @@ func interruptionsPage(results []*proofResult, rows []matrixRow, pics []string, 
 	for _, r := range rows {
 		fmt.Fprintf(&b, "| %s | %s | %d | %s | %s | %d | %.2f s | %s | %s |\n", r.Scenario, r.Spec, r.Acknowledged, num(r.LostStore), num(r.LostPrometheus), r.Refused, r.NoEndpointSeconds, fl(r.StartToRoutedSeconds), fl(r.HandoffHoldSeconds))
 	}
-	b.WriteString("\nn/a: the figure does not apply (no store without persistence; no replacement routed; no gate).\n\n## Goals\n\n")
+	b.WriteString("\nn/a: the figure does not apply (no store without persistence; no replacement routed; no gate).\n\n![The summary: per scenario and spec, acknowledged pushes lost in Prometheus and seconds without a serving endpoint](interruptions/summary.svg)\n\n## Goals\n\n")
 	var lostGraceful, lostDefault []string
 	worstNoEndpoint := 0.0
 	for i, r := range results {
@@ -616,4 +619,66 @@ func specOf(r *proofResult) string {
 		return "product"
 	}
 	return "upstream"
+}
+
+// summarySVG is the table's picture: one row per scenario, for each spec the acknowledged pushes
+// Prometheus never stored (red when any, green when none) and the seconds without a serving
+// endpoint, drawn as a bar on one scale for every row.
+func summarySVG(rows []matrixRow) string {
+	type cell struct {
+		lost, acked int
+		lostKnown   bool
+		noEndpoint  float64
+	}
+	var order []string
+	cells := map[string]map[string]cell{}
+	maxNE := 1.0
+	for _, r := range rows {
+		if cells[r.Scenario] == nil {
+			cells[r.Scenario] = map[string]cell{}
+			order = append(order, r.Scenario)
+		}
+		c := cell{acked: r.Acknowledged, noEndpoint: r.NoEndpointSeconds}
+		if r.LostPrometheus != nil {
+			c.lost, c.lostKnown = *r.LostPrometheus, true
+		}
+		cells[r.Scenario][r.Spec] = c
+		maxNE = max(maxNE, r.NoEndpointSeconds)
+	}
+	const rowH, top, left, colW, barW = 28, 56, 190, 330, 150
+	w, h := left+2*colW+10, top+rowH*len(order)+40
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="13">`+"\n", w, h, w, h)
+	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="#fff"/>`+"\n", w, h)
+	b.WriteString(`<text x="10" y="20" font-size="15" font-weight="bold">Acknowledged pushes Prometheus never stored, and seconds without a serving endpoint</text>` + "\n")
+	for i, spec := range []string{"upstream", "product"} {
+		x := left + i*colW
+		fmt.Fprintf(&b, `<text x="%d" y="44" font-weight="bold">%s spec</text>`+"\n", x, spec)
+	}
+	for j, sc := range order {
+		y := top + j*rowH
+		if j%2 == 0 {
+			fmt.Fprintf(&b, `<rect x="0" y="%d" width="%d" height="%d" fill="#f4f4f4"/>`+"\n", y, w, rowH)
+		}
+		fmt.Fprintf(&b, `<text x="10" y="%d">%s</text>`+"\n", y+18, sc)
+		for i, spec := range []string{"upstream", "product"} {
+			c, ok := cells[sc][spec]
+			if !ok {
+				continue
+			}
+			x := left + i*colW
+			color, label := "#2e7d32", fmt.Sprintf("0 of %d lost", c.acked)
+			if !c.lostKnown {
+				color, label = "#777", "n/a"
+			} else if c.lost > 0 {
+				color, label = "#c62828", fmt.Sprintf("%d of %d lost", c.lost, c.acked)
+			}
+			fmt.Fprintf(&b, `<rect x="%d" y="%d" width="120" height="20" rx="3" fill="%s"/><text x="%d" y="%d" fill="#fff">%s</text>`+"\n", x, y+4, color, x+6, y+18, label)
+			bw := int(float64(barW) * c.noEndpoint / maxNE)
+			fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%d" height="12" fill="#9e9e9e"/><text x="%d" y="%d">%.1f s</text>`+"\n", x+128, y+8, bw, x+132+bw, y+18, c.noEndpoint)
+		}
+	}
+	fmt.Fprintf(&b, `<text x="10" y="%d" fill="#555">grey bar: seconds without a serving endpoint (pushes refused), one scale for all rows, longest %.1f s</text>`+"\n", h-12, maxNE)
+	b.WriteString("</svg>\n")
+	return b.String()
 }
