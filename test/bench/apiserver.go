@@ -235,7 +235,7 @@ func RunAPIServer(ctx context.Context, o APIOptions, log func(string, ...any)) (
 				}
 			}
 			if time.Now().After(deadline) {
-				return fmt.Errorf("%s still applied 30s after its removal (last error: %v)", mode, err)
+				return fmt.Errorf("%s still applied 30s after its removal (last error: %w)", mode, err)
 			}
 		}
 	}

@@ -92,7 +92,7 @@ func ConstantPatch(pod *corev1.Pod, pol *policy.Policy) (http.Handler, error) {
 	out := rec.Body.Bytes()
 	var rv admissionv1.AdmissionReview
 	if err := json.Unmarshal(out, &rv); err != nil || rv.Response == nil {
-		return nil, fmt.Errorf("constant-patch: the webhook's answer %q: %v", out, err)
+		return nil, fmt.Errorf("constant-patch: the webhook's answer %q: %w", out, err)
 	}
 	if len(rv.Response.Patch) == 0 || !rv.Response.Allowed {
 		return nil, fmt.Errorf("constant-patch: the webhook does not mutate this pod (answer %s)", out)
