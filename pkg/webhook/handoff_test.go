@@ -64,21 +64,7 @@ func TestPodMutatorHandoff(t *testing.T) {
 			if tc.asked && !slices.Equal(tc.src.asked[0], []string{"hostPath//srv/pg", "pvc/pgw"}) {
 				t.Errorf("asked for %q", tc.src.asked[0])
 			}
-			raw, _ := json.Marshal(tc.pod)
-			out := raw
-			if len(r.Patch) > 0 {
-				p, err := jsonpatch.DecodePatch(r.Patch)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if out, err = p.Apply(raw); err != nil {
-					t.Fatalf("patch %s does not apply: %v", r.Patch, err)
-				}
-			}
-			var got corev1.Pod
-			if err := json.Unmarshal(out, &got); err != nil {
-				t.Fatal(err)
-			}
+			got := patched(t, tc.pod, r)
 			var gates []string
 			for _, g := range got.Spec.SchedulingGates {
 				gates = append(gates, g.Name)
@@ -161,21 +147,7 @@ func TestPodMutatorDrain(t *testing.T) {
 			if !r.Allowed {
 				t.Fatalf("denied: %+v", r.Result)
 			}
-			raw, _ := json.Marshal(tc.pod)
-			out := raw
-			if len(r.Patch) > 0 {
-				p, err := jsonpatch.DecodePatch(r.Patch)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if out, err = p.Apply(raw); err != nil {
-					t.Fatalf("patch %s does not apply: %v", r.Patch, err)
-				}
-			}
-			var got corev1.Pod
-			if err := json.Unmarshal(out, &got); err != nil {
-				t.Fatal(err)
-			}
+			got := patched(t, tc.pod, r)
 			var gates []string
 			for _, g := range got.Spec.ReadinessGates {
 				gates = append(gates, string(g.ConditionType))
@@ -189,4 +161,25 @@ func TestPodMutatorDrain(t *testing.T) {
 			}
 		})
 	}
+}
+
+// patched is the pod with the response's patch applied.
+func patched(t *testing.T, pod *corev1.Pod, r *admissionv1.AdmissionResponse) corev1.Pod {
+	t.Helper()
+	raw, _ := json.Marshal(pod)
+	out := raw
+	if len(r.Patch) > 0 {
+		p, err := jsonpatch.DecodePatch(r.Patch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out, err = p.Apply(raw); err != nil {
+			t.Fatalf("patch %s does not apply: %v", r.Patch, err)
+		}
+	}
+	var got corev1.Pod
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatal(err)
+	}
+	return got
 }

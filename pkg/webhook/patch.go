@@ -84,20 +84,10 @@ func BuildPatch(d *engine.Decision) ([]byte, error) {
 		}
 	}
 	if d.Gate {
-		gate := corev1.PodSchedulingGate{Name: annotations.SchedulingGateHandoff}
-		if d.HadSchedulingGates {
-			ops = append(ops, jsonpatch.NewOperation("add", "/spec/schedulingGates/-", gate))
-		} else {
-			ops = append(ops, jsonpatch.NewOperation("add", "/spec/schedulingGates", []corev1.PodSchedulingGate{gate}))
-		}
+		ops = appendItem(ops, "/spec/schedulingGates", d.HadSchedulingGates, corev1.PodSchedulingGate{Name: annotations.SchedulingGateHandoff})
 	}
 	if d.ReadinessGate {
-		gate := corev1.PodReadinessGate{ConditionType: annotations.ConditionAcceptingPushes}
-		if d.HadReadinessGates {
-			ops = append(ops, jsonpatch.NewOperation("add", "/spec/readinessGates/-", gate))
-		} else {
-			ops = append(ops, jsonpatch.NewOperation("add", "/spec/readinessGates", []corev1.PodReadinessGate{gate}))
-		}
+		ops = appendItem(ops, "/spec/readinessGates", d.HadReadinessGates, corev1.PodReadinessGate{ConditionType: annotations.ConditionAcceptingPushes})
 	}
 	if len(ops) == 0 {
 		return nil, nil
@@ -110,4 +100,13 @@ func BuildPatch(d *engine.Decision) ([]byte, error) {
 		wire[i] = wireOp(ops[i])
 	}
 	return json.Marshal(wire)
+}
+
+// appendItem adds one item to the list at path: appended when the list exists (had), else the
+// list created with it (a JSON patch cannot append to an absent array).
+func appendItem[T any](ops []jsonpatch.Operation, path string, had bool, item T) []jsonpatch.Operation {
+	if had {
+		return append(ops, jsonpatch.NewOperation("add", path+"/-", item))
+	}
+	return append(ops, jsonpatch.NewOperation("add", path, []T{item}))
 }
