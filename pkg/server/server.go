@@ -165,7 +165,8 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 
 	var holders pglwebhook.HolderSource
 	var ix *handoff.Index
-	if o.CertRotation != nil || o.Handoff {
+	// The drift watch alone needs the Manager too (it reads the same pod caches).
+	if o.CertRotation != nil || o.Handoff || o.Drift != nil {
 		var err error
 		if ix, err = o.setupManager(log, watcher); err != nil {
 			return err
@@ -325,7 +326,7 @@ func serve(ctx context.Context, o Options, handlers map[string]http.Handler, log
 func (o *Options) setupManager(log logr.Logger, pol *policy.Watcher) (*handoff.Index, error) {
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
-		return nil, fmt.Errorf("--cert-rotation and --handoff need Kubernetes API access: %w", err)
+		return nil, fmt.Errorf("--cert-rotation, --handoff and --drift-watch need Kubernetes API access: %w", err)
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Logger:                  log.WithName("manager"),
