@@ -19,12 +19,10 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
-	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/audit"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/handoff"
@@ -70,18 +68,8 @@ type judged struct {
 func Setup(mgr manager.Manager, ix *handoff.Index, pol PolicySource, scope audit.NamespaceScope, log logr.Logger) (*Reconciler, error) {
 	r := &Reconciler{Index: ix, Reader: mgr.GetClient(), Policy: pol, Scope: scope,
 		Recorder: mgr.GetEventRecorder(ControllerName), Log: log}
-	c, err := controller.New("drift", mgr, controller.Options{
-		Reconciler:         r,
-		SkipNameValidation: ptr.To(true),
-		LogConstructor:     func(*reconcile.Request) logr.Logger { return log },
-	})
-	if err != nil {
+	if err := ix.Watch(mgr, "drift", r, &handler.TypedEnqueueRequestForObject[*corev1.Pod]{}, log); err != nil {
 		return nil, err
-	}
-	for _, ca := range ix.Caches() {
-		if err := c.Watch(source.Kind(ca, &corev1.Pod{}, &handler.TypedEnqueueRequestForObject[*corev1.Pod]{})); err != nil {
-			return nil, err
-		}
 	}
 	return r, nil
 }

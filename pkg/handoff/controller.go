@@ -13,14 +13,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
-	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/annotations"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/engine"
@@ -63,18 +60,8 @@ func SetupController(mgr manager.Manager, ix *Index, pol PolicySource, log logr.
 		Index: ix, Client: mgr.GetClient(), Policy: pol,
 		Recorder: mgr.GetEventRecorder(ControllerName), Clock: clock.RealClock{}, Log: log,
 	}
-	c, err := controller.New("handoff", mgr, controller.Options{
-		Reconciler:         r,
-		SkipNameValidation: ptr.To(true),
-		LogConstructor:     func(*reconcile.Request) logr.Logger { return log },
-	})
-	if err != nil {
+	if err := ix.Watch(mgr, "handoff", r, handler.TypedEnqueueRequestsFromMapFunc(r.affected), log); err != nil {
 		return err
-	}
-	for _, ca := range ix.caches {
-		if err := c.Watch(source.Kind(ca, &corev1.Pod{}, handler.TypedEnqueueRequestsFromMapFunc(r.affected))); err != nil {
-			return err
-		}
 	}
 	return setupDrain(mgr, ix, log.WithName("drain"))
 }

@@ -12,14 +12,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
-	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/annotations"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/engine"
@@ -47,26 +44,13 @@ func setupDrain(mgr manager.Manager, ix *Index, log logr.Logger) error {
 		Index: ix, Client: mgr.GetClient(),
 		Recorder: mgr.GetEventRecorder(ControllerName), Clock: clock.RealClock{}, Log: log,
 	}
-	c, err := controller.New("drain", mgr, controller.Options{
-		Reconciler:         r,
-		SkipNameValidation: ptr.To(true),
-		LogConstructor:     func(*reconcile.Request) logr.Logger { return log },
-	})
-	if err != nil {
-		return err
-	}
 	gated := handler.TypedEnqueueRequestsFromMapFunc(func(_ context.Context, p *corev1.Pod) []reconcile.Request {
 		if !engine.HasReadinessGate(p) {
 			return nil
 		}
 		return []reconcile.Request{{NamespacedName: client.ObjectKeyFromObject(p)}}
 	})
-	for _, ca := range ix.caches {
-		if err := c.Watch(source.Kind(ca, &corev1.Pod{}, gated)); err != nil {
-			return err
-		}
-	}
-	return nil
+	return ix.Watch(mgr, "drain", r, gated, log)
 }
 
 // Reconcile sets one pod's condition.

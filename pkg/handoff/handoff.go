@@ -11,16 +11,22 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/annotations"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/engine"
@@ -110,6 +116,27 @@ func NewIndex(mgr manager.Manager, sels []labels.Selector) (*Index, error) {
 
 // Caches are the label-filtered pod caches, for other controllers that watch the same pods.
 func (ix *Index) Caches() []cache.Cache { return ix.caches }
+
+// Watch adds a controller named name, run by the leader, that reconciles the requests h maps
+// each change of a pod in any of the caches to: the handoff gate, the drain and the drift
+// watch all watch the same pods this way.
+func (ix *Index) Watch(mgr manager.Manager, name string, r reconcile.Reconciler, h handler.TypedEventHandler[*corev1.Pod, reconcile.Request], log logr.Logger) error {
+	c, err := controller.New(name, mgr, controller.Options{
+		Reconciler: r,
+		// The three run in one manager, and tests start several managers in one process.
+		SkipNameValidation: ptr.To(true),
+		LogConstructor:     func(*reconcile.Request) logr.Logger { return log },
+	})
+	if err != nil {
+		return err
+	}
+	for _, ca := range ix.caches {
+		if err := c.Watch(source.Kind(ca, &corev1.Pod{}, h)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // Synced is closed once every cache has listed its pods: before that, an absent sibling
 // proves nothing, so the webhook stays unready.
