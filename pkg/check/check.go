@@ -139,11 +139,19 @@ func Run(ctx context.Context, cs kubernetes.Interface, o Options) (Result, error
 	defer cancel()
 	start := time.Now()
 	var last string
+	giveUp := func(attempts int) error {
+		return fmt.Errorf("no Pushgateway pod created in namespace %s gets the product's mutation after %s (%d attempts); last: %s", o.Namespace, o.Timeout, attempts, last)
+	}
 	for attempt := 1; ; attempt++ {
 		res, err := once(ctx, cs, o)
 		if err == nil {
 			res.Attempts, res.Elapsed = attempt, time.Since(start)
 			return res, nil
+		}
+		// An attempt cut short by the check's own deadline says nothing about the cluster;
+		// the reason the operator needs is the one before it.
+		if ctx.Err() != nil && last != "" {
+			return Result{}, giveUp(attempt - 1)
 		}
 		if err.Error() != last {
 			last = err.Error()
@@ -151,7 +159,7 @@ func Run(ctx context.Context, cs kubernetes.Interface, o Options) (Result, error
 		}
 		select {
 		case <-ctx.Done():
-			return Result{}, fmt.Errorf("no Pushgateway pod created in namespace %s gets the product's mutation after %s (%d attempts); last: %s", o.Namespace, o.Timeout, attempt, last)
+			return Result{}, giveUp(attempt)
 		case <-time.After(o.Interval):
 		}
 	}

@@ -2,6 +2,7 @@ package check
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -115,5 +116,29 @@ func TestRunRetriesUntilMutated(t *testing.T) {
 	calls = -1 << 30
 	if _, err := Run(context.Background(), cs, o); err == nil || !strings.Contains(err.Error(), "last: the pod came back without a preStop hook") {
 		t.Errorf("Run with no mutation: %v", err)
+	}
+}
+
+// An attempt that the check's own deadline cuts short must not hide the reason before it:
+// "context deadline exceeded" tells an operator nothing (CI saw exactly this on a slow machine).
+func TestRunKeepsTheReasonBeforeItsDeadline(t *testing.T) {
+	cs := fake.NewClientset()
+	calls := 0
+	cs.PrependReactor("create", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		calls++
+		if calls == 1 {
+			return true, nil, errors.New(`failed calling webhook "startup-check.pushgateway-lifecycle.io": x509: certificate signed by unknown authority`)
+		}
+		time.Sleep(50 * time.Millisecond) // outlives the check's deadline, as a hung call does
+		return true, nil, context.DeadlineExceeded
+	})
+	o := Defaults()
+	o.Namespace, o.Interval, o.Timeout = "ns", time.Millisecond, 30*time.Millisecond
+	_, err := Run(context.Background(), cs, o)
+	if err == nil || !strings.Contains(err.Error(), "x509") || strings.Contains(err.Error(), "deadline") {
+		t.Errorf("Run = %v; want the x509 reason, not the deadline", err)
+	}
+	if err != nil && !strings.Contains(err.Error(), "(1 attempts)") {
+		t.Errorf("Run = %v; want the one completed attempt counted", err)
 	}
 }
