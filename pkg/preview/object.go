@@ -9,7 +9,6 @@ import (
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/engine"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
-	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/webhook"
 )
 
 // templatePointers is where each kind keeps the pod the engine looks at, as a JSON pointer
@@ -177,7 +176,7 @@ func mutateObject(o object, pol *policy.Policy, typeOf [2]string) (Result, error
 	if err != nil {
 		return res, &InputError{fmt.Errorf("%s: the pod template is not representable as JSON: %w", label, err)}
 	}
-	pod, err := webhook.DecodePod(tplJSON)
+	pod, err := engine.DecodePod(tplJSON)
 	if err != nil {
 		return res, &InputError{fmt.Errorf("%s: the pod template does not decode: %w", label, err)}
 	}
@@ -199,7 +198,7 @@ func mutateObject(o object, pol *policy.Policy, typeOf [2]string) (Result, error
 		}
 		res.Patches = append(res.Patches, pre)
 	}
-	patch, err := webhook.BuildPatch(&d)
+	patch, err := engine.BuildPatch(&d)
 	if err != nil {
 		return res, err
 	}

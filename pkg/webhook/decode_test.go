@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	kjson "sigs.k8s.io/json"
+
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/engine"
 )
 
 // FuzzDecodeDifferential checks the fast decoder against the API server's own decoder
@@ -27,8 +29,8 @@ func FuzzDecodeDifferential(f *testing.F) {
 	f.Add([]byte(`{"request":{"object":{"metadata":{"annotations":{"k":"\ud800"}}}}}`))
 	f.Add([]byte(`{"request":{"oBjeCt":{"metAdAtA":{"labels":{"a":"b"}}}}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		var fast, std review[podView]
-		if err := decodeJSON(body, &fast); err != nil {
+		var fast, std review[engine.PodView]
+		if err := engine.DecodeJSON(body, &fast); err != nil {
 			return // rejected: answered with an error, nothing decided
 		}
 		if err := kjson.UnmarshalCaseSensitivePreserveInts(body, &std); err != nil {
@@ -45,10 +47,10 @@ func FuzzDecodeDifferential(f *testing.F) {
 func TestPooledBodyIsNotAliased(t *testing.T) {
 	first := corpus(t)["annotations with escapes"]
 	second := corpus(t)["three containers, two targets, exec"]
-	read := func(obj any) *review[podView] {
+	read := func(obj any) *review[engine.PodView] {
 		body := reviewBody(t, "CREATE", "Pod", obj)
 		r := httptestRequest(body)
-		var rv review[podView]
+		var rv review[engine.PodView]
 		if err := readReview(r, &rv); err != nil {
 			t.Fatal(err)
 		}

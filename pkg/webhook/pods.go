@@ -50,7 +50,7 @@ func (h *PodMutator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // Review answers one decoded request.
-func (h *PodMutator) Review(req *request[podView]) *admissionv1.AdmissionResponse {
+func (h *PodMutator) Review(req *request[engine.PodView]) *admissionv1.AdmissionResponse {
 	if req.Kind.Group != "" || req.Kind.Kind != "Pod" || req.SubResource != "" {
 		// A webhook configuration that sends other objects is a misconfiguration; fail open
 		// rather than block them.
@@ -72,7 +72,7 @@ func (h *PodMutator) Review(req *request[podView]) *admissionv1.AdmissionRespons
 		return &admissionv1.AdmissionResponse{UID: req.UID, Result: statusOf(err)}
 	}
 
-	pod := req.Object.pod()
+	pod := req.Object.Pod()
 	d := engine.Decide(pod, req.Namespace, h.Policy.Current())
 	if h.Handoff != nil && len(d.HandoffKeys) > 0 {
 		h.gate(&d, pod, req.Namespace)
@@ -110,7 +110,7 @@ func (h *PodMutator) Review(req *request[podView]) *admissionv1.AdmissionRespons
 			return r
 		}
 	}
-	patch, err := BuildPatch(&d)
+	patch, err := engine.BuildPatch(&d)
 	if err != nil {
 		log().Error(err, "building the patch")
 		// Fail open: a pod without the hook is better than a pod not created.

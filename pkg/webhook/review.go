@@ -1,9 +1,10 @@
-// Package webhook is the thin admission layer: it decodes an AdmissionReview, calls the pure
-// engine and encodes the decision as a JSON patch. It is a plain http.Handler registered on
-// controller-runtime's webhook server (which adds TLS, certificate reload and the
-// controller_runtime_webhook_* metrics) instead of an admission.Handler, because the
-// generic path decodes the review and then the whole pod a second time; here the review and
-// the few pod fields the engine reads are decoded in one pass (see BenchmarkHandler).
+// Package webhook is the thin admission layer, the HTTP envelope only: it reads and bounds an
+// AdmissionReview, hands the pod view to the pure engine (pkg/engine decides and builds the
+// patch) and writes the answer. It is a plain http.Handler registered on controller-runtime's
+// webhook server (which adds TLS, certificate reload and the controller_runtime_webhook_*
+// metrics) instead of an admission.Handler, because the generic path decodes the review and
+// then the whole pod a second time; here the review and the few pod fields the engine reads
+// (engine.PodView) are decoded in one pass (see BenchmarkHandler).
 package webhook
 
 import (
@@ -14,18 +15,16 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"reflect"
 	"sync"
 
 	"github.com/go-logr/logr"
-	"github.com/goccy/go-json/jsontext"
-	gojsonv2 "github.com/goccy/go-json/v2"
 	"golang.org/x/sync/semaphore"
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/annotations"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/engine"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/metrics"
 )
 
@@ -106,8 +105,8 @@ func readReview[T any](r *http.Request, into *review[T]) error {
 		return err
 	}
 	body := rb.b
-	if err := decodeJSON(body, into); err != nil {
-		return &badRequest{http.StatusBadRequest, "decode", "decoding the AdmissionReview: " + describeJSONError(err)}
+	if err := engine.DecodeJSON(body, into); err != nil {
+		return &badRequest{http.StatusBadRequest, "decode", "decoding the AdmissionReview: " + engine.DescribeJSONError(err)}
 	}
 	if into.Kind != "AdmissionReview" || (into.APIVersion != "admission.k8s.io/v1" && into.APIVersion != "admission.k8s.io/v1beta1") {
 		return &badRequest{http.StatusBadRequest, "decode", fmt.Sprintf("body is %s %s: must be an AdmissionReview of admission.k8s.io/v1 or v1beta1",
@@ -228,89 +227,6 @@ func putBody(b *bytes.Buffer) {
 	if b.Cap() <= 256*1024 {
 		bodyPool.Put(b)
 	}
-}
-
-// decodeJSON decodes with github.com/goccy/go-json/v2, the encoding/json/v2 semantics of Go
-// 1.27 without GOEXPERIMENT: keys match case-sensitively, as the API server decodes
-// (sigs.k8s.io/json), so a "metAdAtA" key is an unknown field and not the metadata the patch
-// addresses; duplicate keys and invalid UTF-8 are errors. It skips the fields podView does
-// not keep several times faster than encoding/json (BenchmarkHandler: 10 us per review in all,
-// against 43 us for encoding/json to decode the pod alone). FuzzDecodeDifferential checks it
-// against the API server's decoder.
-func decodeJSON(body []byte, into any) error {
-	return gojsonv2.Unmarshal(body, into)
-}
-
-// describeJSONError keeps decoder errors short and free of echoed input.
-func describeJSONError(err error) string {
-	var syn *jsontext.SyntacticError
-	var sem *gojsonv2.SemanticError
-	var se *json.SyntaxError
-	var te *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &syn):
-		return fmt.Sprintf("invalid JSON at byte %d%s: %v", syn.ByteOffset, within(string(syn.JSONPointer)), syn.Err)
-	case errors.As(err, &sem):
-		what := "a JSON value"
-		if sem.JSONKind != 0 {
-			what = "a JSON " + sem.JSONKind.String()
-		}
-		msg := fmt.Sprintf("cannot decode %s%s", what, within(string(sem.JSONPointer)))
-		if sem.GoType != nil {
-			msg += " (expected " + jsonKindOf(sem.GoType) + ")"
-		}
-		if sem.Err != nil {
-			msg += ": " + sem.Err.Error()
-		}
-		return msg
-	case errors.As(err, &se):
-		return fmt.Sprintf("invalid JSON at byte %d: %s", se.Offset, se.Error())
-	case errors.As(err, &te):
-		f := te.Field
-		if f == "" {
-			f = "(top level)"
-		}
-		return fmt.Sprintf("field %s: cannot decode a JSON %s into %s", annotations.Truncate(f), te.Value, te.Type)
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return "truncated JSON"
-	}
-	msg := err.Error()
-	if len(msg) > 200 {
-		msg = msg[:200] + "..."
-	}
-	return msg
-}
-
-// jsonKindOf names the JSON a Go type decodes from, for messages that must not expose
-// internal type names.
-func jsonKindOf(t reflect.Type) string {
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	switch t.Kind() {
-	case reflect.Slice, reflect.Array:
-		return "an array"
-	case reflect.Struct, reflect.Map:
-		return "an object"
-	case reflect.String:
-		return "a string"
-	case reflect.Bool:
-		return "a boolean"
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		return "an integer"
-	case reflect.Float32, reflect.Float64:
-		return "a number"
-	}
-	return "another type"
-}
-
-// within names where in the document an error is, as a JSON pointer ("/request/object/spec").
-func within(pointer string) string {
-	if pointer == "" {
-		return ""
-	}
-	return " at " + annotations.Truncate(pointer)
 }
 
 // response is admission.k8s.io/v1 AdmissionResponse; the library type is used as is.

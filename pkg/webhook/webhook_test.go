@@ -200,7 +200,7 @@ func TestPatchEquivalence(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				direct, err := BuildPatch(&d)
+				direct, err := engine.BuildPatch(&d)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -240,14 +240,14 @@ func applyPatch(t *testing.T, raw, patch []byte) *corev1.Pod {
 	return &pod
 }
 
-// TestPodViewEquivalence proves that deciding on the sparse podView equals deciding on the
+// TestPodViewEquivalence proves that deciding on the sparse engine.PodView equals deciding on the
 // fully decoded pod, for every pod of the corpus and both policies.
 func TestPodViewEquivalence(t *testing.T) {
 	for pname, pol := range policies() {
 		for name, pod := range corpus(t) {
 			raw, _ := json.Marshal(pod)
 			var full corev1.Pod
-			var view podView
+			var view engine.PodView
 			if err := json.Unmarshal(raw, &full); err != nil {
 				t.Fatal(err)
 			}
@@ -255,9 +255,9 @@ func TestPodViewEquivalence(t *testing.T) {
 				t.Fatal(err)
 			}
 			a := engine.Decide(&full, "ns", pol)
-			b := engine.Decide(view.pod(), "ns", pol)
-			pa, _ := BuildPatch(&a)
-			pb, _ := BuildPatch(&b)
+			b := engine.Decide(view.Pod(), "ns", pol)
+			pa, _ := engine.BuildPatch(&a)
+			pb, _ := engine.BuildPatch(&b)
 			if a.Outcome != b.Outcome || a.Status != b.Status || !bytes.Equal(pa, pb) || fmt.Sprint(a.Warnings) != fmt.Sprint(b.Warnings) {
 				t.Errorf("%s/%s: full %s %q %s; view %s %q %s", pname, name, a.Outcome, a.Status, pa, b.Outcome, b.Status, pb)
 			}
@@ -267,9 +267,9 @@ func TestPodViewEquivalence(t *testing.T) {
 			// Gated on both views (as if a predecessor held every key): the same patch.
 			holders := []engine.Holder{{Name: "old", Volume: "pvc/pgw"}}
 			engine.Gate(&a, &full, holders)
-			engine.Gate(&b, view.pod(), holders)
-			pa, _ = BuildPatch(&a)
-			pb, _ = BuildPatch(&b)
+			engine.Gate(&b, view.Pod(), holders)
+			pa, _ = engine.BuildPatch(&a)
+			pb, _ = engine.BuildPatch(&b)
 			if a.Gate != b.Gate || !bytes.Equal(pa, pb) {
 				t.Errorf("%s/%s gated: full %v %s; view %v %s", pname, name, a.Gate, pa, b.Gate, pb)
 			}

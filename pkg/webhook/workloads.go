@@ -50,31 +50,31 @@ func (h *WorkloadValidator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // whole template (arguments, mounts, volumes). Workloads are written by people at apply
 // time, far from the pod hot path, so the second decode costs nothing that matters.
 type workloadObject struct {
-	templateView
+	engine.TemplateView
 	raw []byte
 }
 
 func (o *workloadObject) UnmarshalJSON(b []byte) error {
 	// The request body is a pooled buffer: keep a copy, not a view of it.
 	o.raw = bytes.Clone(b)
-	return decodeJSON(b, &o.templateView)
+	return engine.DecodeJSON(b, &o.TemplateView)
 }
 
 // Review answers one decoded request.
 func (h *WorkloadValidator) Review(req *request[workloadObject]) *admissionv1.AdmissionResponse {
 	if !WorkloadKinds[req.Kind.Kind] || (req.Operation != admissionv1.Create && req.Operation != admissionv1.Update) || req.Object == nil ||
-		req.Object.controlled() {
+		req.Object.Controlled() {
 		metrics.WorkloadsTotal.WithLabelValues("skipped").Inc()
 		return allowed(req.UID, "")
 	}
-	tpl := req.Object.template()
+	tpl := req.Object.PodTemplate()
 	if tpl == nil {
 		metrics.WorkloadsTotal.WithLabelValues("skipped").Inc()
 		return allowed(req.UID, "")
 	}
-	var old *podView
+	var old *engine.PodView
 	if req.Operation == admissionv1.Update && req.OldObject != nil {
-		old = req.OldObject.template()
+		old = req.OldObject.PodTemplate()
 		// Equal in every field the checks read: the answer would be the stored object's.
 		if old != nil && equality.Semantic.DeepEqual(old, tpl) &&
 			equality.Semantic.DeepEqual(req.Object.Spec.Replicas, req.OldObject.Spec.Replicas) &&
@@ -84,7 +84,7 @@ func (h *WorkloadValidator) Review(req *request[workloadObject]) *admissionv1.Ad
 		}
 	}
 	pol := h.Policy.Current()
-	d := engine.Decide(tpl.pod(), req.Namespace, pol)
+	d := engine.Decide(tpl.Pod(), req.Namespace, pol)
 	risks := h.risks(req, &d)
 	if len(d.Problems) == 0 {
 		metrics.WorkloadsTotal.WithLabelValues("valid").Inc()
@@ -94,7 +94,7 @@ func (h *WorkloadValidator) Review(req *request[workloadObject]) *admissionv1.Ad
 	}
 	fresh := d.Problems
 	if old != nil {
-		fresh = introduced(d.Problems, engine.Decide(old.pod(), req.Namespace, pol).Problems)
+		fresh = introduced(d.Problems, engine.Decide(old.Pod(), req.Namespace, pol).Problems)
 	}
 	log := h.Log.WithValues("uid", req.UID, "namespace", req.Namespace, "kind", req.Kind.Kind, "name", req.Object.Metadata.Name)
 	if pol.OnInvalid == policy.OnInvalidReject && len(fresh) > 0 {

@@ -1,4 +1,4 @@
-package webhook
+package engine
 
 import (
 	"encoding/json"
@@ -6,15 +6,14 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	kjson "sigs.k8s.io/json"
 )
 
-// podView holds exactly the pod fields the engine reads (engine.Decide: labels, annotations,
+// PodView holds exactly the pod fields the engine reads (Decide: labels, annotations,
 // namespace, container names, images, lifecycles and readinessProbes' path and timing, init
 // containers' names, restart policies and lifecycles, the grace period). Decoding into it
 // skips the rest of the pod instead of allocating it; TestPodViewEquivalence proves that the
-// engine decides the same on a podView as on the fully decoded pod.
-type podView struct {
+// engine decides the same on a PodView as on the fully decoded pod.
+type PodView struct {
 	Kind     string `json:"kind"`
 	Metadata struct {
 		Name         string            `json:"name"`
@@ -23,7 +22,7 @@ type podView struct {
 		Labels       map[string]string `json:"labels"`
 		Annotations  map[string]string `json:"annotations"`
 		// OwnerReferences, volumes, node name and scheduling gates decide whether a
-		// replacement may be held for its predecessor (engine.VolumeKeys, handoffCandidate).
+		// replacement may be held for its predecessor (VolumeKeys, handoffCandidate).
 		OwnerReferences []ownerView `json:"ownerReferences"`
 	} `json:"metadata"`
 	Spec struct {
@@ -45,7 +44,7 @@ type ownerView struct {
 }
 
 // volumeView keeps only what names a shared volume and whether it dies with the pod (the
-// drain: engine.storeSurvives); the other sources are skipped undecoded.
+// drain: storeSurvives); the other sources are skipped undecoded.
 type volumeView struct {
 	Name                  string `json:"name"`
 	PersistentVolumeClaim *struct {
@@ -62,7 +61,7 @@ type containerView struct {
 	Name      string            `json:"name"`
 	Image     string            `json:"image"`
 	Lifecycle *corev1.Lifecycle `json:"lifecycle"`
-	// ReadinessProbe is tuned when it is an httpGet on engine.ReadinessPath.
+	// ReadinessProbe is tuned when it is an httpGet on ReadinessPath.
 	ReadinessProbe *probeView `json:"readinessProbe"`
 	// Command, Args and VolumeMounts say where the store is persisted (the drain).
 	Command      []string          `json:"command"`
@@ -103,8 +102,8 @@ type initContainerView struct {
 	Lifecycle     *corev1.Lifecycle              `json:"lifecycle"`
 }
 
-// pod builds the sparse corev1.Pod the engine runs on.
-func (v *podView) pod() *corev1.Pod {
+// Pod builds the sparse corev1.Pod the engine runs on.
+func (v *PodView) Pod() *corev1.Pod {
 	p := &corev1.Pod{}
 	p.Name = v.Metadata.Name
 	p.GenerateName = v.Metadata.GenerateName
@@ -123,7 +122,7 @@ func (v *podView) pod() *corev1.Pod {
 	}
 	for _, vol := range v.Spec.Volumes {
 		// Every volume is kept, by name, so that a mount resolves to it; a source the engine
-		// does not read stays empty (engine.findStore counts it as one that outlives the pod).
+		// does not read stays empty (findStore counts it as one that outlives the pod).
 		out := corev1.Volume{Name: vol.Name}
 		switch {
 		case vol.PersistentVolumeClaim != nil:
@@ -161,10 +160,10 @@ func (v *podView) pod() *corev1.Pod {
 	return p
 }
 
-// templateView is the part of a workload the validator reads: the pod template of a
+// TemplateView is the part of a workload the validator reads: the pod template of a
 // Deployment, StatefulSet, DaemonSet, ReplicaSet or Job (spec.template) or of a CronJob
 // (spec.jobTemplate.spec.template).
-type templateView struct {
+type TemplateView struct {
 	Metadata struct {
 		Name            string `json:"name"`
 		Namespace       string `json:"namespace"`
@@ -174,21 +173,21 @@ type templateView struct {
 	} `json:"metadata"`
 	Spec struct {
 		// Replicas and Strategy are compared on UPDATE only: a change to them alone gets the
-		// data-risk warnings again (engine.Risks), not the annotation checks.
+		// data-risk warnings again (Risks), not the annotation checks.
 		Replicas    *int32           `json:"replicas"`
 		Strategy    *json.RawMessage `json:"strategy"`
-		Template    *podView         `json:"template"`
+		Template    *PodView         `json:"template"`
 		JobTemplate *struct {
 			Spec struct {
-				Template *podView `json:"template"`
+				Template *PodView `json:"template"`
 			} `json:"spec"`
 		} `json:"jobTemplate"`
 	} `json:"spec"`
 }
 
-// controlled reports whether a controller owns the object (an ownerReference with
+// Controlled reports whether a controller owns the object (an ownerReference with
 // controller: true): a Deployment's ReplicaSets, a CronJob's Jobs, an operator's workloads.
-func (t *templateView) controlled() bool {
+func (t *TemplateView) Controlled() bool {
 	for _, r := range t.Metadata.OwnerReferences {
 		if r.Controller != nil && *r.Controller {
 			return true
@@ -197,7 +196,8 @@ func (t *templateView) controlled() bool {
 	return false
 }
 
-func (t *templateView) template() *podView {
+// PodTemplate returns the pod template, wherever the kind keeps it; nil when there is none.
+func (t *TemplateView) PodTemplate() *PodView {
 	if t.Spec.Template != nil {
 		return t.Spec.Template
 	}
@@ -207,15 +207,14 @@ func (t *templateView) template() *podView {
 	return nil
 }
 
-// DecodePod decodes the fields of a pod the engine reads into the same view the admission
-// handler uses, for the offline preview. Keys are matched case-sensitively, as the API server
-// decodes (sigs.k8s.io/json): a hand-written "Metadata:" is an unknown field there, and must
-// not be taken for metadata here. (The handler's input is the API server's own encoding, so
-// its keys are always exact.)
+// DecodePod decodes the fields of a pod the engine reads into the same view, with the same
+// decoder, as the admission handler does (DecodeJSON), for the offline preview and any other
+// caller holding a pod's JSON. Keys are matched case-sensitively, as the API server decodes: a
+// hand-written "Metadata:" is an unknown field there, and must not be taken for metadata here.
 func DecodePod(raw []byte) (*corev1.Pod, error) {
-	var v podView
-	if err := kjson.UnmarshalCaseSensitivePreserveInts(raw, &v); err != nil {
-		return nil, errors.New(describeJSONError(err))
+	var v PodView
+	if err := DecodeJSON(raw, &v); err != nil {
+		return nil, errors.New(DescribeJSONError(err))
 	}
-	return v.pod(), nil
+	return v.Pod(), nil
 }

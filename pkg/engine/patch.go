@@ -1,4 +1,4 @@
-package webhook
+package engine
 
 import (
 	"encoding/json"
@@ -9,7 +9,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/annotations"
-	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/engine"
 )
 
 // wireOp is jsonpatch.Operation without its methods (a conversion, not a copy of the type):
@@ -21,15 +20,15 @@ type wireOp struct {
 	Value     any    `json:"value"`
 }
 
-// escapePointer escapes a JSON pointer token (RFC 6901): "~" then "/".
-func escapePointer(s string) string {
+// EscapePointer escapes a JSON pointer token (RFC 6901): "~" then "/".
+func EscapePointer(s string) string {
 	if strings.IndexByte(s, '~') < 0 && strings.IndexByte(s, '/') < 0 {
 		return s
 	}
 	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
 }
 
-var statusPointer = "/metadata/annotations/" + escapePointer(annotations.AnnotationStatus)
+var statusPointer = "/metadata/annotations/" + EscapePointer(annotations.AnnotationStatus)
 
 // BuildPatch turns a decision into the JSON patch that makes exactly its changes: the preStop
 // of each target container, the timing of their readinessProbes, terminationGracePeriodSeconds,
@@ -37,7 +36,7 @@ var statusPointer = "/metadata/annotations/" + escapePointer(annotations.Annotat
 // diff of a decoded and re-encoded pod, which also "adds" defaulted empty fields
 // (resources: {}, status: {}). TestPatchEquivalence checks the
 // result against admission.PatchResponseFromRaw on a corpus of pods.
-func BuildPatch(d *engine.Decision) ([]byte, error) {
+func BuildPatch(d *Decision) ([]byte, error) {
 	// jsonpatch.Operation is the type controller-runtime's admission responses use; Value is
 	// any, so the hook is encoded with the corev1 JSON tags the API server decodes it with
 	// (no value here is a nil interface, so its omitempty never drops one).
