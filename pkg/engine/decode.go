@@ -95,4 +95,3 @@ func within(pointer string) string {
 	}
 	return " at " + annotations.Truncate(pointer)
 }
-
