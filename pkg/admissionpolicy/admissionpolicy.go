@@ -72,7 +72,20 @@ func (p *Policies) YAML() ([]byte, error) {
 }
 
 // workloadTemplate is the pod template of the kinds the workload validator checks.
-const workloadTemplate = "object.kind == 'CronJob' ? object.spec.jobTemplate.spec.template : object.spec.template"
+var workloadTemplate = engine.ValidatedTemplateCEL("object")
+
+// workloadResourceRules are the validated kinds (engine.Workloads), one rule per API group,
+// as the chart's validating webhook registers them.
+func workloadResourceRules() []admissionregistrationv1.NamedRuleWithOperations {
+	var out []admissionregistrationv1.NamedRuleWithOperations
+	for _, g := range engine.ValidatedGroups() {
+		out = append(out, admissionregistrationv1.NamedRuleWithOperations{RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+			Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+			Rule:       admissionregistrationv1.Rule{APIGroups: []string{g.Group}, APIVersions: []string{"v1"}, Resources: g.Resources},
+		}})
+	}
+	return out
+}
 
 // Generate builds the policies for a validated policy.
 func Generate(pol *policy.Policy, opts Options) (*Policies, error) {
@@ -106,19 +119,7 @@ func Generate(pol *policy.Policy, opts Options) (*Policies, error) {
 			Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
 		}}},
 	}
-	workloadRules := &admissionregistrationv1.MatchResources{
-		MatchPolicy: &equivalent,
-		ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{
-			{RuleWithOperations: admissionregistrationv1.RuleWithOperations{
-				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
-				Rule:       admissionregistrationv1.Rule{APIGroups: []string{"apps"}, APIVersions: []string{"v1"}, Resources: []string{"deployments", "statefulsets", "daemonsets", "replicasets"}},
-			}},
-			{RuleWithOperations: admissionregistrationv1.RuleWithOperations{
-				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
-				Rule:       admissionregistrationv1.Rule{APIGroups: []string{"batch"}, APIVersions: []string{"v1"}, Resources: []string{"jobs", "cronjobs"}},
-			}},
-		},
-	}
+	workloadRules := &admissionregistrationv1.MatchResources{MatchPolicy: &equivalent, ResourceRules: workloadResourceRules()}
 	conditions := func(root, sel string) []admissionregistrationv1.MatchCondition {
 		return []admissionregistrationv1.MatchCondition{
 			{Name: "selected", Expression: sel},

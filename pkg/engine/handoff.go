@@ -57,11 +57,6 @@ func DescribeVolumeKey(k string) string {
 	return k
 }
 
-// serialOwners start one pod at a time already (a StatefulSet waits for the old ordinal to be
-// gone) or are bound to their node (a DaemonSet's pod replaces its own predecessor there):
-// gating them would only delay them.
-var serialOwners = map[string]bool{"StatefulSet": true, "DaemonSet": true}
-
 // handoffCandidate decides whether the pod may be gated at all, before anyone looks at other
 // pods: the caller then fetches siblings for the returned keys only (none: never gated).
 func handoffCandidate(pod *corev1.Pod, set annotations.Settings, pol *policy.Policy) []string {
@@ -70,7 +65,7 @@ func handoffCandidate(pod *corev1.Pod, set annotations.Settings, pol *policy.Pol
 		return nil
 	}
 	for _, r := range pod.OwnerReferences {
-		if r.Controller != nil && *r.Controller && serialOwners[r.Kind] {
+		if r.Controller != nil && *r.Controller && isWorkload(r.Kind, func(k WorkloadKind) bool { return k.Serial }) {
 			return nil
 		}
 	}

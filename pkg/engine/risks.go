@@ -68,17 +68,10 @@ func (r Risk) String() string {
 	return r.Message
 }
 
-// replicatedKinds keep spec.replicas pods of one template alive at once.
-var replicatedKinds = map[string]bool{"Deployment": true, "ReplicaSet": true, "StatefulSet": true, "ReplicationController": true}
-
-// servingKinds run a Pushgateway for good; a Job's or CronJob's pod is a batch run whose
-// store nobody expects to outlive it, and a bare pod has no replacement to lose data to.
-var servingKinds = map[string]bool{"Deployment": true, "ReplicaSet": true, "StatefulSet": true, "ReplicationController": true, "DaemonSet": true}
-
 // HasRisks says whether the risk rules apply to a workload of kind whose pods the engine
 // decided d for, before anything is decoded for them.
 func HasRisks(kind string, d *Decision) bool {
-	return servingKinds[kind] && d.Selected && d.Outcome != OutcomeSkipped && d.Outcome != OutcomeDenied && len(d.Targets) > 0
+	return isWorkload(kind, func(k WorkloadKind) bool { return k.Serving }) && d.Selected && d.Outcome != OutcomeSkipped && d.Outcome != OutcomeDenied && len(d.Targets) > 0
 }
 
 // store is where a Pushgateway container keeps its persistence file.
@@ -98,7 +91,7 @@ func Risks(w *Workload, d *Decision) []Risk {
 		return nil
 	}
 	var out []Risk
-	if replicatedKinds[w.Kind] && w.Replicas != nil && *w.Replicas > 1 {
+	if isWorkload(w.Kind, func(k WorkloadKind) bool { return k.Replicated }) && w.Replicas != nil && *w.Replicas > 1 {
 		out = append(out, Risk{Code: RiskReplicas, Message: fmt.Sprintf(
 			"%s has replicas: %d: each Pushgateway replica holds only the pushes that reached it and Prometheus scrapes each, so series come and go between replicas and a replacement loses its own; set replicas: 1 (Pushgateway is not built to scale out)",
 			w.Kind, *w.Replicas)})

@@ -11,44 +11,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
-	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/webhook"
 )
-
-// TestKindsCoverValidator: every kind whose pod template the workload validator checks at
-// admission is one mutate places, so the preview never misses what the cluster checks.
-func TestKindsCoverValidator(t *testing.T) {
-	for kind := range webhook.WorkloadKinds {
-		if _, ok := templatePointer("", kind); !ok {
-			t.Errorf("the validator checks %s, mutate does not place it", kind)
-		}
-	}
-}
-
-func TestTemplatePointer(t *testing.T) {
-	for _, tc := range []struct {
-		apiVersion, kind, ptr string
-		ok                    bool
-	}{
-		{"v1", "Pod", "", true},
-		{"v1", "PodTemplate", "/template", true},
-		{"extensions/v1beta1", "Deployment", "/spec/template", true},
-		{"batch/v1", "CronJob", "/spec/jobTemplate/spec/template", true},
-		{"argoproj.io/v1alpha1", "Rollout", "/spec/template", true},
-		{"apps.kruise.io/v1alpha1", "CloneSet", "/spec/template", true},
-		{"apps.kruise.io/v1beta1", "StatefulSet", "/spec/template", true}, // OpenKruise Advanced StatefulSet
-		{"apps.kruise.io/v1alpha1", "DaemonSet", "/spec/template", true},
-		{"apps.kruise.io/v1alpha1", "argoproj.io/Rollout", "", false},
-		{"rollouts.kruise.io/v1beta1", "Rollout", "", false},
-		{"", "Rollout", "", false},
-		{"argoproj.io/v1alpha1", "Workflow", "", false},
-		{"serving.knative.dev/v1", "Service", "", false},
-	} {
-		ptr, ok := templatePointer(tc.apiVersion, tc.kind)
-		if ptr != tc.ptr || ok != tc.ok {
-			t.Errorf("%s %s: %q %v, want %q %v", tc.apiVersion, tc.kind, ptr, ok, tc.ptr, tc.ok)
-		}
-	}
-}
 
 // TestNotices: an object whose pod template mutate cannot place is named, once, with its
 // document; placed objects, objects without pods and a Rollout that takes its pods from a

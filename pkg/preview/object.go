@@ -3,7 +3,6 @@ package preview
 import (
 	"errors"
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -11,58 +10,9 @@ import (
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
 )
 
-// templatePointers is where each kind keeps the pod the engine looks at, as a JSON pointer
-// ("" for a Pod itself). Built-in kinds are matched by kind alone, whatever their API version
-// (extensions/v1beta1 Deployments and the like still render from old charts). The two
-// custom kinds are matched with their API group, because their names are common: the
-// documented spec.template of an Argo Rollout and of an OpenKruise CloneSet is a core
-// PodTemplateSpec, while kruise-rollouts' Rollout, for one, carries no pod at all.
-// OpenKruise's Advanced StatefulSet and DaemonSet are kinds StatefulSet and DaemonSet with a
-// spec.template, so the built-in entries cover them.
-var templatePointers = map[string]string{
-	"Pod":                   "",
-	"PodTemplate":           "/template",
-	"ReplicationController": "/spec/template",
-	"Deployment":            "/spec/template",
-	"StatefulSet":           "/spec/template",
-	"DaemonSet":             "/spec/template",
-	"ReplicaSet":            "/spec/template",
-	"Job":                   "/spec/template",
-	"CronJob":               "/spec/jobTemplate/spec/template",
-	// Custom kinds: group + "/" + kind.
-	"argoproj.io/Rollout":     "/spec/template",
-	"apps.kruise.io/CloneSet": "/spec/template",
-}
-
-// customGroups are the API groups of the custom kinds in templatePointers; their other kinds
-// fall back to the built-in names (OpenKruise's Advanced StatefulSet and DaemonSet).
-var customGroups = map[string]bool{"argoproj.io": true, "apps.kruise.io": true}
-
-// templatePointer returns the pointer of the pod template of an object of this apiVersion
-// and kind, and false for a kind mutate does not know.
-func templatePointer(apiVersion, kind string) (string, bool) {
-	if group, _, found := strings.Cut(apiVersion, "/"); found && customGroups[group] {
-		if p, ok := templatePointers[group+"/"+kind]; ok {
-			return p, true
-		}
-	}
-	if strings.Contains(kind, "/") {
-		return "", false
-	}
-	p, ok := templatePointers[kind]
-	return p, ok
-}
-
 // HandledKinds lists the kinds mutate places, for documentation and the command's help:
-// built-in kinds by name, custom kinds as group/kind.
-func HandledKinds() []string {
-	out := make([]string, 0, len(templatePointers))
-	for k := range templatePointers {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
+// built-in kinds by name, custom kinds as group/kind (engine.Workloads).
+func HandledKinds() []string { return engine.WorkloadNames() }
 
 // podTemplateCandidates are where objects of kinds mutate does not know commonly keep a pod
 // template (Argo Rollout-like workloads, CronJob-like ones, a bare template); finding one
@@ -148,7 +98,8 @@ func mutateObject(o object, pol *policy.Policy, typeOf [2]string) (Result, error
 		}
 		return res, errors.Join(denials...)
 	}
-	ptr, known := templatePointer(apiVersion, res.Kind)
+	w, known := engine.LookupWorkload(apiVersion, res.Kind)
+	ptr := w.Template
 	if !known {
 		for _, p := range podTemplateCandidates {
 			if o.shape(p...) == shapeMap && o.shape(append(p, "spec", "containers")...) == shapeSeq {

@@ -18,11 +18,6 @@ import (
 // PathValidateWorkloads is where the API server sends workload CREATE and UPDATE requests.
 const PathValidateWorkloads = "/validate-workloads"
 
-// WorkloadKinds are the kinds whose pod template the validator checks.
-var WorkloadKinds = map[string]bool{
-	"Deployment": true, "StatefulSet": true, "DaemonSet": true, "ReplicaSet": true, "Job": true, "CronJob": true,
-}
-
 // WorkloadValidator runs the pod annotation checks on a workload's pod template, so that a
 // typo fails (or warns) at `kubectl apply` instead of when the controller creates pods.
 //
@@ -62,7 +57,7 @@ func (o *workloadObject) UnmarshalJSON(b []byte) error {
 
 // Review answers one decoded request.
 func (h *WorkloadValidator) Review(req *request[workloadObject]) *admissionv1.AdmissionResponse {
-	if !WorkloadKinds[req.Kind.Kind] || (req.Operation != admissionv1.Create && req.Operation != admissionv1.Update) || req.Object == nil ||
+	if w, ok := engine.WorkloadOf(req.Kind.Kind); !ok || !w.Validated || (req.Operation != admissionv1.Create && req.Operation != admissionv1.Update) || req.Object == nil ||
 		req.Object.Controlled() {
 		metrics.WorkloadsTotal.WithLabelValues("skipped").Inc()
 		return allowed(req.UID, "")

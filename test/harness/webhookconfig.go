@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/annotations"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/engine"
 )
 
 // Paths served by `pushgateway-lifecycle serve`.
@@ -135,24 +136,9 @@ func DefaultWebhookConfigs() WebhookConfigs {
 		Validating: &admissionv1.ValidatingWebhookConfiguration{
 			ObjectMeta: metav1.ObjectMeta{Name: ConfigName},
 			Webhooks: []admissionv1.ValidatingWebhook{{
-				Name:         "workloads.pushgateway-lifecycle.io",
-				ClientConfig: path(ValidateWorkloadsPath),
-				Rules: []admissionv1.RuleWithOperations{
-					{
-						Operations: []admissionv1.OperationType{admissionv1.Create, admissionv1.Update},
-						Rule: admissionv1.Rule{
-							APIGroups: []string{"apps"}, APIVersions: []string{"v1"},
-							Resources: []string{"deployments", "statefulsets", "daemonsets", "replicasets"}, Scope: &allScope,
-						},
-					},
-					{
-						Operations: []admissionv1.OperationType{admissionv1.Create, admissionv1.Update},
-						Rule: admissionv1.Rule{
-							APIGroups: []string{"batch"}, APIVersions: []string{"v1"},
-							Resources: []string{"jobs", "cronjobs"}, Scope: &allScope,
-						},
-					},
-				},
+				Name:              "workloads.pushgateway-lifecycle.io",
+				ClientConfig:      path(ValidateWorkloadsPath),
+				Rules:             workloadRules(allScope),
 				NamespaceSelector: nsSelector(),
 				ObjectSelector:    &metav1.LabelSelector{},
 				MatchConditions: []admissionv1.MatchCondition{
@@ -343,4 +329,17 @@ func (cp *ControlPlane) WaitForWebhookGone(ctx context.Context, namespace string
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// workloadRules are the validated kinds of engine.Workloads, one rule per API group: the
+// chart's list is compared with this (test/chart), so both follow the one table.
+func workloadRules(scope admissionv1.ScopeType) []admissionv1.RuleWithOperations {
+	var out []admissionv1.RuleWithOperations
+	for _, g := range engine.ValidatedGroups() {
+		out = append(out, admissionv1.RuleWithOperations{
+			Operations: []admissionv1.OperationType{admissionv1.Create, admissionv1.Update},
+			Rule:       admissionv1.Rule{APIGroups: []string{g.Group}, APIVersions: []string{"v1"}, Resources: g.Resources, Scope: &scope},
+		})
+	}
+	return out
 }
