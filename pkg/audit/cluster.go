@@ -10,7 +10,6 @@ import (
 	"sync"
 
 	"golang.org/x/sync/errgroup"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -353,7 +352,7 @@ func (a *auditor) topOwner(ctx context.Context, k okey, po *podOwner) (Ref, bool
 			}
 			d, err := a.c.AppsV1().Deployments(k.ns).Get(ctx, inferred, metav1.GetOptions{})
 			if fatal(err) {
-				return self, false, a.record(err, "get", "deployments.apps", k.ns)
+				return self, false, a.record(err, "get", resourceOf("Deployment"), k.ns)
 			}
 			if err == nil && d.Spec.Selector != nil {
 				if sel, serr := metav1.LabelSelectorAsSelector(d.Spec.Selector); serr == nil && !sel.Empty() && sel.Matches(labels.Set(po.labels)) {
@@ -370,7 +369,7 @@ func (a *auditor) topOwner(ctx context.Context, k okey, po *podOwner) (Ref, bool
 			if inferred != "" {
 				self = Ref{"Deployment", inferred}
 			}
-			return self, false, a.record(err, "get", "replicasets.apps", k.ns)
+			return self, false, a.record(err, "get", resourceOf("ReplicaSet"), k.ns)
 		}
 		if ref := metav1.GetControllerOf(rs); ref != nil {
 			return Ref{ref.Kind, ref.Name}, false, nil
@@ -383,7 +382,7 @@ func (a *auditor) topOwner(ctx context.Context, k okey, po *podOwner) (Ref, bool
 			return self, false, nil
 		}
 		if err != nil {
-			return self, false, a.record(err, "get", "jobs.batch", k.ns)
+			return self, false, a.record(err, "get", resourceOf("Job"), k.ns)
 		}
 		if ref := metav1.GetControllerOf(job); ref != nil {
 			return Ref{ref.Kind, ref.Name}, false, nil
@@ -410,7 +409,7 @@ func (a *auditor) listWorkloads(ctx context.Context, owners map[okey]*podOwner) 
 		switch {
 		case k.kind == "ReplicaSet" && po.hash != "":
 			count["Deployment"]++
-		case k.kind == "StatefulSet" || k.kind == "DaemonSet":
+		case workloadAPIs[k.kind].list != nil:
 			count[k.kind]++
 		}
 	}
@@ -419,42 +418,16 @@ func (a *auditor) listWorkloads(ctx context.Context, owners map[okey]*podOwner) 
 		if n < listThreshold {
 			continue
 		}
+		api := workloadAPIs[kind]
 		opts := metav1.ListOptions{Limit: a.o.PageSize}
 		for {
-			var cont string
-			var err error
-			add := func(meta *metav1.ObjectMeta, sel *metav1.LabelSelector, obj runtime.Object) {
-				s, serr := metav1.LabelSelectorAsSelector(sel)
+			items, cont, err := api.list(ctx, a.c, opts)
+			for _, it := range items {
+				sel, serr := metav1.LabelSelectorAsSelector(it.selector)
 				if serr != nil {
-					s = labels.Nothing()
+					sel = labels.Nothing()
 				}
-				a.listed[okey{meta.Namespace, kind, meta.Name}] = listedWorkload{s, ClassifyWorkload(obj, meta.Namespace, a.o.Policy)}
-			}
-			switch kind {
-			case "Deployment":
-				var l *appsv1.DeploymentList
-				if l, err = a.c.AppsV1().Deployments("").List(ctx, opts); err == nil {
-					for i := range l.Items {
-						add(&l.Items[i].ObjectMeta, l.Items[i].Spec.Selector, &l.Items[i])
-					}
-					cont = l.Continue
-				}
-			case "StatefulSet":
-				var l *appsv1.StatefulSetList
-				if l, err = a.c.AppsV1().StatefulSets("").List(ctx, opts); err == nil {
-					for i := range l.Items {
-						add(&l.Items[i].ObjectMeta, l.Items[i].Spec.Selector, &l.Items[i])
-					}
-					cont = l.Continue
-				}
-			case "DaemonSet":
-				var l *appsv1.DaemonSetList
-				if l, err = a.c.AppsV1().DaemonSets("").List(ctx, opts); err == nil {
-					for i := range l.Items {
-						add(&l.Items[i].ObjectMeta, l.Items[i].Spec.Selector, &l.Items[i])
-					}
-					cont = l.Continue
-				}
+				a.listed[okey{it.meta.Namespace, kind, it.meta.Name}] = listedWorkload{sel, ClassifyWorkload(it.obj, it.meta.Namespace, a.o.Policy)}
 			}
 			if fatal(err) {
 				return a.record(err, "list", kind, "")
@@ -479,62 +452,23 @@ func (a *auditor) readTemplate(ctx context.Context, k okey) error {
 		a.mu.Unlock()
 		return nil
 	}
-	var obj runtime.Object
-	var err error
-	var resource string
-	get := metav1.GetOptions{}
-	switch k.kind {
-	case "Deployment":
-		resource = "deployments.apps"
-		if o, e := a.c.AppsV1().Deployments(k.ns).Get(ctx, k.name, get); e == nil {
-			obj = o
-		} else {
-			err = e
-		}
-	case "ReplicaSet":
-		resource = "replicasets.apps"
-		if o, e := a.c.AppsV1().ReplicaSets(k.ns).Get(ctx, k.name, get); e == nil {
-			obj = o
-		} else {
-			err = e
-		}
-	case "StatefulSet":
-		resource = "statefulsets.apps"
-		if o, e := a.c.AppsV1().StatefulSets(k.ns).Get(ctx, k.name, get); e == nil {
-			obj = o
-		} else {
-			err = e
-		}
-	case "DaemonSet":
-		resource = "daemonsets.apps"
-		if o, e := a.c.AppsV1().DaemonSets(k.ns).Get(ctx, k.name, get); e == nil {
-			obj = o
-		} else {
-			err = e
-		}
-	case "Job":
-		resource = "jobs.batch"
-		if o, e := a.c.BatchV1().Jobs(k.ns).Get(ctx, k.name, get); e == nil {
-			obj = o
-		} else {
-			err = e
-		}
-	case "CronJob":
-		resource = "cronjobs.batch"
-		if o, e := a.c.BatchV1().CronJobs(k.ns).Get(ctx, k.name, get); e == nil {
-			obj = o
-		} else {
-			err = e
-		}
-	default:
+	api, ok := workloadAPIs[k.kind]
+	if !ok {
 		return nil // an operator's kind: its template is not a pod template we know
 	}
+	obj, err := api.get(ctx, a.c, k.ns, k.name)
 	if apierrors.IsNotFound(err) {
 		return nil // deleted meanwhile: no template to judge
 	}
 	if err != nil {
-		return a.record(err, "get", resource, k.ns)
+		return a.record(err, "get", resourceOf(k.kind), k.ns)
 	}
 	a.setTemplate(k.ns, Ref{k.kind, k.name}, obj)
 	return nil
+}
+
+// resourceOf names a kind's resource as RBAC and API errors do ("deployments.apps").
+func resourceOf(kind string) string {
+	w, _ := engine.WorkloadOf(kind)
+	return w.GroupResource()
 }
