@@ -93,9 +93,9 @@ func Classify(pod *corev1.Pod, optedIn *bool, pol *policy.Policy) Verdict {
 	status, hasStatus := pod.Annotations[annotations.AnnotationStatus]
 	v := Verdict{Outcome: d.Outcome}
 	switch {
-	case d.Outcome == engine.OutcomeSkipped && (d.Reason == "mirror pod" || d.Reason == "kube-system"):
+	case d.Skip == engine.SkipMirrorPod || d.Skip == engine.SkipKubeSystem:
 		v.State, v.Reason = StateNotOptedIn, "the webhook never mutates a "+d.Reason
-	case d.Outcome == engine.OutcomeSkipped && d.Reason == "inject=false":
+	case d.Skip == engine.SkipOptedOut:
 		v.State, v.Reason = StateOptedOut, annotations.AnnotationInject+"=false"
 		if len(d.Problems) > 0 {
 			v.Reason += "; invalid: " + problems(&d)
@@ -206,9 +206,9 @@ func classifyTemplate(tpl *corev1.PodTemplateSpec, namespace string, pol *policy
 	}
 	d := engine.Decide(pod, namespace, pol)
 	switch {
-	case d.Outcome == engine.OutcomeSkipped && d.Reason == "inject=false":
+	case d.Skip == engine.SkipOptedOut:
 		return TemplateOptedOut, "", &d
-	case d.Outcome == engine.OutcomeSkipped && (d.Reason == "mirror pod" || d.Reason == "kube-system"):
+	case d.Skip == engine.SkipMirrorPod || d.Skip == engine.SkipKubeSystem:
 		return TemplateNeverMutated, "the webhook never mutates a " + d.Reason, &d
 	case d.Outcome == engine.OutcomeSkipped:
 		return TemplateInvalid, d.Reason, &d

@@ -94,13 +94,33 @@ func (c *ProbeChange) SetsInitialDelay() bool { return c.OldInitialDelay > 0 }
 // SetsPeriod reports whether periodSeconds has to be written.
 func (c *ProbeChange) SetsPeriod() bool { return !c.PeriodSet || c.NewPeriod != c.OldPeriod }
 
+// SkipReason says why Decide left a pod alone.
+type SkipReason int
+
+const (
+	// NotSkipped is the zero value: the pod was not skipped.
+	NotSkipped SkipReason = iota
+	// SkipMirrorPod: the kubelet owns a mirror pod's spec; the API server refuses changes.
+	SkipMirrorPod
+	// SkipKubeSystem: the product never mutates kube-system.
+	SkipKubeSystem
+	// SkipNotSelected: neither the inject label nor the policy's selector chose the pod.
+	SkipNotSelected
+	// SkipOptedOut: the pod carries inject=false.
+	SkipOptedOut
+	// SkipNoTarget: no container to put the hook on.
+	SkipNoTarget
+)
+
 // Decision is everything the engine decided for one pod. It refers to the input pod by
 // container index and never aliases it.
 type Decision struct {
 	Outcome Outcome
 	// Selected: the policy's selector or the inject label chose the pod.
 	Selected bool
-	// Reason explains a skip (status annotation text after "skipped: ").
+	// Skip is why the pod was skipped (OutcomeSkipped only); callers switch on it.
+	Skip SkipReason
+	// Reason explains a skip in words (status annotation text after "skipped: ").
 	Reason string
 
 	Sleep  int64
@@ -175,20 +195,20 @@ func Decide(pod *corev1.Pod, namespace string, pol *policy.Policy) Decision {
 	d.HadAnnotations = ann != nil
 	if _, mirror := ann[annotations.AnnotationMirror]; mirror {
 		// The kubelet owns a mirror pod's spec; the API server refuses changes to it.
-		return skip(d, pod, "mirror pod", false)
+		return skip(d, pod, SkipMirrorPod, "mirror pod", false)
 	}
 	if namespace == "kube-system" {
-		return skip(d, pod, "kube-system", false)
+		return skip(d, pod, SkipKubeSystem, "kube-system", false)
 	}
 	d.Selected = pod.Labels[annotations.LabelInject] == "true" || pol.Matches(pod.Labels)
 	if !d.Selected {
-		return skip(d, pod, "not selected", false)
+		return skip(d, pod, SkipNotSelected, "not selected", false)
 	}
 
 	set, problems := annotations.Parse(ann, pol.AnnotationLimits())
 	d.Problems = problems
 	if set.OptOut {
-		return skip(d, pod, "inject=false", true)
+		return skip(d, pod, SkipOptedOut, "inject=false", true)
 	}
 
 	targets, terr := targetContainers(pod, set.Containers)
@@ -202,7 +222,7 @@ func Decide(pod *corev1.Pod, namespace string, pol *policy.Policy) Decision {
 		return d
 	}
 	if len(targets) == 0 {
-		return skip(d, pod, "no target container (name one in "+annotations.AnnotationContainers+")", true)
+		return skip(d, pod, SkipNoTarget, "no target container (name one in "+annotations.AnnotationContainers+")", true)
 	}
 	d.HandoffKeys = handoffCandidate(pod, set, pol)
 	d.DrainCandidate = drainCandidate(pod, set, pol, targets)
@@ -431,9 +451,9 @@ func addCapped(a, b int64) int64 {
 	return a + b
 }
 
-func skip(d Decision, pod *corev1.Pod, reason string, record bool) Decision {
+func skip(d Decision, pod *corev1.Pod, why SkipReason, reason string, record bool) Decision {
 	d.Outcome = OutcomeSkipped
-	d.Reason = reason
+	d.Skip, d.Reason = why, reason
 	if record {
 		d.Status = "skipped: " + reason
 		if len(d.Problems) > 0 {
