@@ -28,6 +28,21 @@ func EscapePointer(s string) string {
 	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
 }
 
+// SplitPointer splits a JSON pointer (RFC 6901) into its unescaped tokens: "/a~1b/c" is
+// ["a/b", "c"]. The root pointer "" has none.
+func SplitPointer(p string) []string {
+	if p == "" {
+		return nil
+	}
+	toks := strings.Split(strings.TrimPrefix(p, "/"), "/")
+	for i, t := range toks {
+		if strings.IndexByte(t, '~') >= 0 {
+			toks[i] = strings.ReplaceAll(strings.ReplaceAll(t, "~1", "/"), "~0", "~")
+		}
+	}
+	return toks
+}
+
 var statusPointer = "/metadata/annotations/" + EscapePointer(annotations.AnnotationStatus)
 
 // BuildPatch turns a decision into the JSON patch that makes exactly its changes: the preStop

@@ -472,33 +472,7 @@ func (o *jsonObject) splice(start, end int, text []byte) {
 	o.b = nb
 }
 
-func (o *jsonObject) apply(patch []byte) error {
-	var ops []struct {
-		Op    string          `json:"op"`
-		Path  string          `json:"path"`
-		Value json.RawMessage `json:"value"`
-	}
-	if err := json.Unmarshal(patch, &ops); err != nil {
-		return err
-	}
-	for _, op := range ops {
-		if op.Op != "add" && op.Op != "replace" {
-			return fmt.Errorf("unsupported patch operation %q", op.Op)
-		}
-		var v any
-		if err := json.Unmarshal(op.Value, &v); err != nil {
-			return err
-		}
-		toks := strings.Split(strings.TrimPrefix(op.Path, "/"), "/")
-		for i := range toks {
-			toks[i] = unescape(toks[i])
-		}
-		if err := o.set(toks[:len(toks)-1], toks[len(toks)-1], v); err != nil {
-			return fmt.Errorf("%s: %w", op.Path, err)
-		}
-	}
-	return nil
-}
+func (o *jsonObject) apply(patch []byte) error { return applyPatch(patch, o.set) }
 
 // set writes v at key of the object at parent: in place of the old value, or as a new last
 // member laid out like the members before it.

@@ -112,7 +112,7 @@ func mutateObject(o object, pol *policy.Policy, typeOf [2]string) (Result, error
 	}
 	var tplPath []string
 	if ptr != "" {
-		tplPath = strings.Split(ptr[1:], "/")
+		tplPath = engine.SplitPointer(ptr)
 	}
 	if ptr != "" && o.shape(tplPath...) != shapeMap {
 		// No pod template: a partial manifest (a kustomize patch), or an Argo Rollout that

@@ -5,58 +5,34 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
-	"strings"
 
 	yaml "go.yaml.in/yaml/v3"
 )
 
-// applyToNode applies the add/replace operations that webhook.BuildPatch produces to a YAML
+// applyToNode applies the add/replace operations that engine.BuildPatch produces to a YAML
 // document tree instead of to JSON, so the document keeps its key order, quoting and
 // comments and `--diff` shows only the lines the webhook changes.
 func applyToNode(doc *yaml.Node, patch []byte) error {
-	var ops []struct {
-		Op    string          `json:"op"`
-		Path  string          `json:"path"`
-		Value json.RawMessage `json:"value"`
-	}
-	if err := json.Unmarshal(patch, &ops); err != nil {
-		return err
-	}
 	root := doc
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
 		root = root.Content[0]
 	}
-	for _, op := range ops {
-		if op.Op != "add" && op.Op != "replace" {
-			return fmt.Errorf("unsupported patch operation %q", op.Op)
-		}
-		var v any
-		if err := json.Unmarshal(op.Value, &v); err != nil {
-			return err
-		}
+	return applyPatch(patch, func(parentPath []string, key string, v any) error {
 		var val yaml.Node
 		if err := val.Encode(v); err != nil {
 			return err
 		}
-		toks := strings.Split(strings.TrimPrefix(op.Path, "/"), "/")
-		parent, err := walk(root, toks[:len(toks)-1])
+		parent, err := walk(root, parentPath)
 		if err != nil {
-			return fmt.Errorf("%s: %w", op.Path, err)
+			return err
 		}
-		if err := set(parent, unescape(toks[len(toks)-1]), &val); err != nil {
-			return fmt.Errorf("%s: %w", op.Path, err)
-		}
-	}
-	return nil
+		return set(parent, key, &val)
+	})
 }
 
-func unescape(t string) string {
-	return strings.ReplaceAll(strings.ReplaceAll(t, "~1", "/"), "~0", "~")
-}
-
+// walk follows unescaped pointer tokens (engine.SplitPointer) from n.
 func walk(n *yaml.Node, toks []string) (*yaml.Node, error) {
-	for _, raw := range toks {
-		t := unescape(raw)
+	for _, t := range toks {
 		switch n.Kind {
 		case yaml.MappingNode:
 			var next *yaml.Node
