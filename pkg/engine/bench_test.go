@@ -5,8 +5,8 @@ import (
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/engine"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
-	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/bench/cputime"
-	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/bench/podgen"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/cputime"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/podgen"
 )
 
 // Decide is the pure decision (what the webhook runs); Mutate is Decide plus Apply on a deep

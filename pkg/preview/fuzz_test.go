@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
-	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/fixtures"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/fixtures"
 )
 
 // fuzzFixtures reads the upstream chart renders in test/testdata/upstream-chart.

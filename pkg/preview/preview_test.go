@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
-	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/fixtures"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/fixtures"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files from the current output")

@@ -18,7 +18,7 @@ import (
 
 	"github.com/go-logr/logr/testr"
 
-	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/testpki"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/testpki"
 )
 
 // startRun runs the server on loopback with a fresh certificate and returns its address and

@@ -19,7 +19,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/testpki"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/testpki"
 )
 
 // writeCert writes a serving certificate for 127.0.0.1 and returns a pool that trusts it.

@@ -18,8 +18,8 @@ import (
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/engine"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/webhook"
-	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/bench/cputime"
-	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/bench/podgen"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/cputime"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/podgen"
 )
 
 // The benchmarks `make bench` reads (test/bench parses their output by these names):

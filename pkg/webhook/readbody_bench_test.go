@@ -12,7 +12,7 @@ import (
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/webhook"
-	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/bench/podgen"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/podgen"
 )
 
 // BenchmarkReadBody is the handler with the Content-Length header set, as the API server sends

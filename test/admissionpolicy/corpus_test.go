@@ -20,7 +20,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/annotations"
-	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/fixtures"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/fixtures"
 )
 
 // podCase is one pod of the corpus; every case runs under every policy.

@@ -25,7 +25,7 @@ import (
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/annotations"
-	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/bench/podgen"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/podgen"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/harness"
 )
 

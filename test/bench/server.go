@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/harness"
-	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/testpki"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/testpki"
 )
 
 // WriteCerts writes a serving certificate for 127.0.0.1 signed by a new throwaway CA into

@@ -18,7 +18,7 @@ import (
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/check"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/harness"
-	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/testpki"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/testpki"
 )
 
 // checkName is the startup check's ServiceAccount (and Job) of the default release.

@@ -15,7 +15,7 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes/scheme"
 
-	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/fixtures"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/fixtures"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/harness"
 )
 

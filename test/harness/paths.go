@@ -14,7 +14,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/fixtures"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/fixtures"
 )
 
 // RepoRoot returns the module root (the directory holding go.mod and hack/).

@@ -29,7 +29,7 @@ import (
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/annotations"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/ociimage"
-	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/fixtures"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/fixtures"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/harness"
 	proof "github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/termination"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/timeline"

@@ -25,7 +25,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/harness"
-	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/testpki"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/testpki"
 )
 
 var long = flag.Bool("long", false, "run the long forms (60 s overload)")
@@ -61,7 +61,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// pki is the shared test CA (test/testpki) with test-failing helpers.
+// pki is the shared test CA (internal/testkit/testpki) with test-failing helpers.
 type pki struct{ *testpki.CA }
 
 func newPKI(t testing.TB) *pki {

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/bench"
-	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/bench/podgen"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/podgen"
 )
 
 // The audit benchmark's size (section 4b), package-level so that run's signature stays as is.
