@@ -84,8 +84,13 @@ fuzz: ## Run every fuzz target for FUZZTIME each (default 60s).
 	FUZZTIME=$(FUZZTIME) ./hack/fuzz.sh
 
 .PHONY: bench
-bench: build k8s-binaries ## Run the benchmark suite (engine, direct load vs floor, through the apiserver, offline).
+bench: build k8s-binaries ## The benchmark suite (engine, direct load vs floor, pod create through the apiserver vs every peer, offline vs kubectl, audit, the handoff informer's memory): writes docs/performance.{md,json} and the README's line; exits 1 when a floor is slower than what it bounds.
 	go run ./test/bench/cmd/bench
+
+.PHONY: bench-peers
+bench-peers: build k8s-binaries ## `make bench` with the peers built outside this module (Kyverno, built by hack/kyverno.sh into bin/kyverno/<version>, about 9 minutes the first time).
+	./hack/kyverno.sh >/dev/null
+	go run ./test/bench/cmd/bench -peers
 
 .PHONY: bench-handoff-memory
 bench-handoff-memory: build k8s-binaries ## The handoff gate's pod index: server memory with 10,000 unrelated pods (writes docs/handoff-memory.md).

@@ -20,10 +20,16 @@ import (
 
 // Offline is `pushgateway-lifecycle mutate` on a stream of Deployments.
 type Offline struct {
+	// Tool is "mutate", or "kubectl" for `kubectl apply --dry-run=client -f` of the same file
+	// (the reference a user already waits for; it needs an API server for discovery and each
+	// object's live state).
+	Tool        string  `json:"tool"`
 	Deployments int     `json:"deployments"`
 	WallMs      float64 `json:"wall_ms"` // median of the runs
 	PeakRSSMiB  float64 `json:"peak_rss_mib"`
 	OutputBytes int     `json:"output_bytes"`
+	// Input is the YAML stream measured (not in the JSON).
+	Input string `json:"-"`
 }
 
 // RunOffline writes n copies of the upstream chart's Deployment (distinct names) as one YAML
@@ -50,7 +56,7 @@ func RunOffline(bin, dir string, n, runs int) (*Offline, error) {
 		return nil, err
 	}
 	var walls []time.Duration
-	res := &Offline{Deployments: n}
+	res := &Offline{Tool: "mutate", Deployments: n, Input: in}
 	// The peak RSS comes from GNU time (fork, then exec) when it is installed: a child started
 	// by Go (vfork with a shared address space) inherits this process's RSS high-water mark in
 	// its own ru_maxrss, so wait4's figure would report the benchmark's memory, not mutate's.
@@ -97,3 +103,39 @@ type countWriter struct{ n int }
 func (w *countWriter) Write(p []byte) (int, error) { w.n += len(p); return len(p), nil }
 
 var _ io.Writer = (*countWriter)(nil)
+
+// RunKubectlDryRun times `kubectl apply --dry-run=client -f input` against the API server of
+// kubeconfig, runs times (median wall, largest peak RSS through GNU time when installed), for
+// the n Deployments of input.
+func RunKubectlDryRun(kubectl, kubeconfig, input string, n, runs int) (*Offline, error) {
+	res := &Offline{Tool: "kubectl", Deployments: n, Input: input}
+	gnuTime, _ := exec.LookPath("/usr/bin/time")
+	var walls []time.Duration
+	for r := 0; r < runs; r++ {
+		args := []string{"--kubeconfig=" + kubeconfig, "apply", "--dry-run=client", "-f", input}
+		cmd := exec.Command(kubectl, args...)
+		if gnuTime != "" {
+			cmd = exec.Command(gnuTime, append([]string{"-f", "maxrss-kib=%M", kubectl}, args...)...)
+		}
+		var out countWriter
+		var stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &stderr
+		cmd.SysProcAttr = childAttr()
+		t := time.Now()
+		err := cmd.Run()
+		wall := time.Since(t)
+		if err != nil {
+			return nil, fmt.Errorf("kubectl apply --dry-run=client on %d deployments: %w\n%s", n, err, stderr.String())
+		}
+		walls = append(walls, wall)
+		if _, kib, found := strings.Cut(stderr.String(), "maxrss-kib="); found {
+			if v, err := strconv.ParseFloat(strings.TrimSpace(kib), 64); err == nil {
+				res.PeakRSSMiB = max(res.PeakRSSMiB, v/1024)
+			}
+		}
+		res.OutputBytes = out.n
+	}
+	sort.Slice(walls, func(i, j int) bool { return walls[i] < walls[j] })
+	res.WallMs = ms(walls[len(walls)/2])
+	return res, nil
+}

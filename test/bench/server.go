@@ -53,6 +53,12 @@ func BuildBenchServer(root, dir string) (string, error) {
 // StartPinned starts `serve` (with extra args) on core cpu through taskset, so that the Go
 // runtime sizes GOMAXPROCS to that one core, and waits for /readyz.
 func StartPinned(bin, certDir, cpu string, extra ...string) (*harness.Webhook, error) {
+	return startPinnedEnv(bin, certDir, cpu, nil, extra...)
+}
+
+// startPinnedEnv is StartPinned with env added to the server's environment (KUBECONFIG for
+// --handoff).
+func startPinnedEnv(bin, certDir, cpu string, env []string, extra ...string) (*harness.Webhook, error) {
 	w := &harness.Webhook{}
 	var err error
 	for _, p := range []*int{&w.Port, &w.MetricsPort, &w.HealthPort} {
@@ -73,7 +79,7 @@ func StartPinned(bin, certDir, cpu string, extra ...string) (*harness.Webhook, e
 	if err != nil {
 		return nil, fmt.Errorf("taskset (util-linux) is needed to pin the server to one core: %w", err)
 	}
-	if w.Process, err = harness.StartProcess("pushgateway-lifecycle", taskset, args, nil, nil); err != nil {
+	if w.Process, err = harness.StartProcess("pushgateway-lifecycle", taskset, args, env, nil); err != nil {
 		return nil, err
 	}
 	if err := w.WaitReady(60 * time.Second); err != nil {
