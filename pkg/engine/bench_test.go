@@ -3,10 +3,10 @@ package engine_test
 import (
 	"testing"
 
-	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/engine"
-	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/cputime"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/podgen"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/engine"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
 )
 
 // Decide is the pure decision (what the webhook runs); Mutate is Decide plus Apply on a deep

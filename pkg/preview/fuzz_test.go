@@ -6,8 +6,8 @@ import (
 	"os"
 	"testing"
 
-	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/fixtures"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
 )
 
 // fuzzFixtures reads the upstream chart renders in test/testdata/upstream-chart.

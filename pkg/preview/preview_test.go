@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/fixtures"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files from the current output")

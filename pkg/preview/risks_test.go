@@ -5,9 +5,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/fixtures"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/engine"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
-	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/fixtures"
 )
 
 // The community chart's three rendered variants, as users install them: none persists (its

@@ -15,11 +15,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/cputime"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/podgen"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/engine"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/webhook"
-	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/cputime"
-	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/podgen"
 )
 
 // The benchmarks `make bench` reads (test/bench parses their output by these names):

@@ -16,8 +16,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
-	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/fixtures"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
 )
 
 // fuzzFixtureObjects returns the upstream chart's Deployments and StatefulSets (JSON) and

@@ -10,9 +10,9 @@ import (
 
 	"github.com/go-logr/logr"
 
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/podgen"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/webhook"
-	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/podgen"
 )
 
 // BenchmarkReadBody is the handler with the Content-Length header set, as the API server sends

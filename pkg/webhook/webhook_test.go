@@ -21,10 +21,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	"sigs.k8s.io/yaml"
 
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/fixtures"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/annotations"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/engine"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
-	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/fixtures"
 )
 
 // corpus is a set of pods that exercise every patch shape: lifecycle absent, lifecycle with

@@ -19,8 +19,8 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/yaml"
 
-	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/annotations"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/fixtures"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/annotations"
 )
 
 // podCase is one pod of the corpus; every case runs under every policy.

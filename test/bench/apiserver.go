@@ -24,8 +24,8 @@ import (
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/admissionpolicy"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
 
-	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/annotations"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/podgen"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/annotations"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/harness"
 )
 

@@ -23,10 +23,10 @@ import (
 	"k8s.io/utils/ptr"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/podgen"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/audit"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/engine"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
-	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/podgen"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/harness"
 )
 

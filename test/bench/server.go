@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/harness"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/testpki"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/harness"
 )
 
 // WriteCerts writes a serving certificate for 127.0.0.1 signed by a new throwaway CA into

@@ -16,9 +16,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/testpki"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/check"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/harness"
-	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/testpki"
 )
 
 // checkName is the startup check's ServiceAccount (and Job) of the default release.

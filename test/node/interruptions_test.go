@@ -18,8 +18,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/ociimage"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/fixtures"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/ociimage"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/harness"
 	proof "github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/termination"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/timeline"

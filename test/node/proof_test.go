@@ -27,9 +27,9 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/fixtures"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/annotations"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/ociimage"
-	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/fixtures"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/harness"
 	proof "github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/termination"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/timeline"

@@ -24,8 +24,8 @@ import (
 
 	admissionv1 "k8s.io/api/admission/v1"
 
-	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/harness"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/testpki"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/harness"
 )
 
 var long = flag.Bool("long", false, "run the long forms (60 s overload)")

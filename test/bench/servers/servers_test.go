@@ -14,9 +14,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/podgen"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/policy"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/webhook"
-	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/podgen"
 )
 
 func review(t *testing.T, pod *corev1.Pod) []byte {

@@ -20,8 +20,8 @@ import (
 	"github.com/go-logr/logr"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
-	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/bench"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/podgen"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/bench"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/harness"
 )
 
