@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/fixtures"
+
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/yaml"
@@ -269,7 +271,7 @@ func TestAdmissionPolicyServerSideDryRun(t *testing.T) {
 		})
 	}
 	t.Run("kustomize/config/admission-policy", func(t *testing.T) {
-		root, _ := harness.RepoRoot()
+		root, _ := fixtures.RepoRoot()
 		out, err := exec.Command(kubectl(t), "kustomize", filepath.Join(root, "config", "admission-policy")).Output()
 		if err != nil {
 			t.Fatal(err)

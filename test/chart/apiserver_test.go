@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/fixtures"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -67,7 +69,7 @@ func TestServerSideDryRun(t *testing.T) {
 			apply(t, out)
 		})
 	}
-	root, _ := harness.RepoRoot()
+	root, _ := fixtures.RepoRoot()
 	for _, dir := range []string{"config/default", "config/certmanager", "config/prometheus"} {
 		t.Run("kustomize/"+dir, func(t *testing.T) {
 			out, err := exec.Command(kubectl(t), "kustomize", filepath.Join(root, dir)).Output()

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/fixtures"
+
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -519,7 +521,7 @@ func kubectl(t *testing.T) string {
 
 func kustomize(t *testing.T, dir string) rendered {
 	t.Helper()
-	root, err := harness.RepoRoot()
+	root, err := fixtures.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/fixtures"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -143,7 +145,7 @@ func TestHandoffInformerMemory(t *testing.T) {
 		"it adds %.1f MiB of RSS here. A policy whose selector is empty selects every pod, and its one cache holds all of them: %.1f MiB more than without the gate.\n",
 		crowdPods, rows[1].rssMiB-rows[0].rssMiB, rows[2].rssMiB-rows[0].rssMiB)
 	b.WriteString("\n`make bench` measures the label-filtered row with 0, 10,000 and 100,000 unrelated pods and 100 Pushgateway pods, counts the pod objects the API server sends the informer, and times the server at 2,000 req/s with the informer running: [performance.md, section 6](performance.md#6-memory-of-the-handoff-informer).\n")
-	root, err := harness.RepoRoot()
+	root, err := fixtures.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/fixtures"
+
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -31,7 +33,7 @@ var (
 // proxy, the same command as `make helm`) when it is missing. HELM_VERSION overrides the pin.
 func HelmPath() (string, error) {
 	helmOnce.Do(func() {
-		root, err := RepoRoot()
+		root, err := fixtures.RepoRoot()
 		if err != nil {
 			helmErr = err
 			return
@@ -58,7 +60,7 @@ func HelmPath() (string, error) {
 
 // ChartDir is the chart's directory in the repository.
 func ChartDir() (string, error) {
-	root, err := RepoRoot()
+	root, err := fixtures.RepoRoot()
 	if err != nil {
 		return "", err
 	}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/fixtures"
+
 	"sigs.k8s.io/yaml"
 
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/pkg/ociimage"
@@ -29,7 +31,7 @@ var (
 // by hack/node-binaries.sh (which also provides the control plane's four).
 func NodeBinDir() (string, error) {
 	nodeBinOnce.Do(func() {
-		root, err := RepoRoot()
+		root, err := fixtures.RepoRoot()
 		if err != nil {
 			nodeBinErr = err
 			return
@@ -57,7 +59,7 @@ func NodeBinDir() (string, error) {
 
 // imageDir is bin/node-images, where the node's image tarballs are built.
 func imageDir() (string, error) {
-	root, err := RepoRoot()
+	root, err := fixtures.RepoRoot()
 	if err != nil {
 		return "", err
 	}
@@ -67,7 +69,7 @@ func imageDir() (string, error) {
 
 // goBuild builds a static binary of pkg into out.
 func goBuild(pkg, out string) error {
-	root, err := RepoRoot()
+	root, err := fixtures.RepoRoot()
 	if err != nil {
 		return err
 	}
@@ -98,7 +100,7 @@ func nodeImages() ([]string, error) {
 // PushgatewayImage builds the Pushgateway image tarball (from hack/pushgateway.sh's binary)
 // under PushgatewayImageRef and returns its path.
 func PushgatewayImage() (string, error) {
-	root, err := RepoRoot()
+	root, err := fixtures.RepoRoot()
 	if err != nil {
 		return "", err
 	}

@@ -17,12 +17,9 @@ import (
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/fixtures"
 )
 
-// RepoRoot returns the module root (the directory holding go.mod and hack/).
-func RepoRoot() (string, error) { return fixtures.RepoRoot() }
-
 // UpstreamChartDir is the folder of the upstream chart's renderings inside the repository.
 func UpstreamChartDir() (string, error) {
-	root, err := RepoRoot()
+	root, err := fixtures.RepoRoot()
 	if err != nil {
 		return "", err
 	}
@@ -40,7 +37,7 @@ var (
 // once when the binaries exist; otherwise it builds them, which takes minutes the first time).
 func K8sBinDir() (string, error) {
 	binDirOnce.Do(func() {
-		root, err := RepoRoot()
+		root, err := fixtures.RepoRoot()
 		if err != nil {
 			binDirErr = err
 			return

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/fixtures"
 )
 
 // PrometheusScrapeInterval is the interruption matrix's scrape interval: what a push must
@@ -24,7 +26,7 @@ const prometheusAddr = "127.0.0.1:9090"
 // PrometheusBinary returns the real Prometheus that hack/prometheus.sh provides (built from the
 // Go module proxy on first use, about 8 to 19 minutes on 2 cores; cached in bin/prometheus).
 func PrometheusBinary() (string, error) {
-	root, err := RepoRoot()
+	root, err := fixtures.RepoRoot()
 	if err != nil {
 		return "", err
 	}

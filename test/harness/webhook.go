@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/fixtures"
 )
 
 var (
@@ -25,7 +27,7 @@ var (
 // makes every build after the first one quick.
 func BuildBinary() (string, error) {
 	buildOnce.Do(func() {
-		root, err := RepoRoot()
+		root, err := fixtures.RepoRoot()
 		if err != nil {
 			buildErr = err
 			return

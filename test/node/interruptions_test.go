@@ -374,7 +374,7 @@ func matrixArm(t *testing.T, scenarioName string, product bool, persistence, def
 // upstream spec and then the product's, and returns the results in that order.
 func runMatrix(t *testing.T, ctx context.Context, names []string, logDir string) ([]*proofResult, *harness.Prometheus, string) {
 	t.Helper()
-	root, err := harness.RepoRoot()
+	root, err := fixtures.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -486,7 +486,7 @@ func TestInterruptions(t *testing.T) {
 	if err := harness.NodeSupported(); err != nil {
 		t.Fatal(err)
 	}
-	root, err := harness.RepoRoot()
+	root, err := fixtures.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}

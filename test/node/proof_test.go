@@ -79,7 +79,7 @@ func TestProofNode(t *testing.T) {
 	if err := harness.NodeSupported(); err != nil {
 		t.Fatal(err)
 	}
-	root, err := harness.RepoRoot()
+	root, err := fixtures.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +245,7 @@ func mutateManifest(t *testing.T, manifest []byte) []byte {
 	t.Helper()
 	bin := os.Getenv("PGL_BINARY")
 	if bin == "" {
-		root, _ := harness.RepoRoot()
+		root, _ := fixtures.RepoRoot()
 		bin = filepath.Join(root, "bin", "pushgateway-lifecycle")
 	}
 	f := filepath.Join(t.TempDir(), "persistence.yaml")

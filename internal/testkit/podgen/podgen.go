@@ -26,9 +26,6 @@ import (
 // Namespace the generated pods live in.
 const Namespace = "monitoring"
 
-// RepoRoot is the module root.
-func RepoRoot() (string, error) { return fixtures.RepoRoot() }
-
 // FixturePath is the upstream chart's default rendering, in the repository (test/testdata).
 func FixturePath() (string, error) {
 	return fixtures.UpstreamChartFile("default.yaml")

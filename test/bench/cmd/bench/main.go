@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/fixtures"
+
 	"github.com/go-logr/logr"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -76,7 +78,7 @@ func logf(format string, args ...any) {
 func run(soak bool, soakFor time.Duration, only string, step, warmup time.Duration, pods, rounds, parallel, count int, out string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	root, err := podgen.RepoRoot()
+	root, err := fixtures.RepoRoot()
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/fixtures"
+
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/harness"
 )
 
@@ -31,7 +33,7 @@ func run() (err error) {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	root, err := harness.RepoRoot()
+	root, err := fixtures.RepoRoot()
 	if err != nil {
 		return err
 	}

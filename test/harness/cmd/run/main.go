@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/fixtures"
+
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -50,7 +52,7 @@ func run(port int, policy string) (err error) {
 			err = nil
 		}
 	}()
-	root, err := harness.RepoRoot()
+	root, err := fixtures.RepoRoot()
 	if err != nil {
 		return err
 	}
