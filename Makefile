@@ -47,15 +47,16 @@ fmt: ## Run go fmt.
 .PHONY: vet
 vet: ## Run go vet.
 	go vet ./...
+	go -C test vet ./...
 
 .PHONY: test
 test: test-deps ## Run every test: unit, golden, short fuzz, e2e against a real kube-apiserver, chart, termination proof (short).
-	go test -count=1 -timeout 20m ./pkg/... ./cmd/...
+	go test -count=1 -timeout 20m ./pkg/... ./cmd/... ./internal/...
 	@# One package at a time: the control-plane, load and timing tests must not share 2 cores.
 	@# test/node is make test-node's (root, Debian's containerd): it used to run here too when
 	@# containerd happened to be installed, which made the same command differ between machines
 	@# and ran the node suite twice in .ci/run.
-	go test -count=1 -p 1 -timeout 40m $$(go list ./test/... | grep -v '/test/node$$')
+	go -C test test -count=1 -p 1 -timeout 40m $$(go -C test list ./... | grep -v '/test/node$$')
 
 # The tools are independent builds from the Go module proxy: side by side, the module downloads
 # and links of one overlap the compiles of another (a cold `make test` on 2 cores, docs/reference.md).
@@ -65,19 +66,20 @@ test-deps:
 
 .PHONY: test-unit
 test-unit: ## Run the unit tests only (no control plane).
-	go test -count=1 -short ./pkg/... ./cmd/...
+	go test -count=1 -short ./pkg/... ./cmd/... ./internal/...
 
 .PHONY: test-e2e
 test-e2e: build k8s-binaries helm ## Run the end-to-end suite against a real kube-apiserver.
-	go test -count=1 -timeout 20m -v ./test/e2e/...
+	go -C test test -count=1 -timeout 20m -v ./e2e/...
 
 .PHONY: test-chart
 test-chart: helm k8s-binaries ## Chart and kustomize tests: lint, renders, RBAC, server-side dry-run against kube-apiserver, upgrade keeps certificates.
-	go test -count=1 -timeout 10m ./test/chart/... ./pkg/certs/...
+	go test -count=1 -timeout 10m ./pkg/certs/...
+	go -C test test -count=1 -timeout 10m ./chart/...
 
 .PHONY: test-audit
 test-audit: build k8s-binaries helm ## Run the `audit` tests against a real kube-apiserver and kube-controller-manager.
-	go test -count=1 -timeout 10m -v ./test/audit/...
+	go -C test test -count=1 -timeout 10m -v ./audit/...
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each (default 60s).
@@ -85,35 +87,36 @@ fuzz: ## Run every fuzz target for FUZZTIME each (default 60s).
 
 .PHONY: bench
 bench: build k8s-binaries ## The benchmark suite (engine, direct load vs floor, pod create through the apiserver vs every peer, offline vs kubectl, audit, the handoff informer's memory): writes docs/performance.{md,json} and the README's line; exits 1 when a floor is slower than what it bounds.
-	go run ./test/bench/cmd/bench
+	go -C test run ./bench/cmd/bench
 
 .PHONY: bench-peers
 bench-peers: build k8s-binaries ## `make bench` with the peers built outside this module (Kyverno, built by hack/kyverno.sh into bin/kyverno/<version>, about 9 minutes the first time).
 	./hack/kyverno.sh >/dev/null
-	go run ./test/bench/cmd/bench -peers
+	go -C test run ./bench/cmd/bench -peers
 
 .PHONY: bench-handoff-memory
 bench-handoff-memory: build k8s-binaries ## The handoff gate's pod index: server memory with 10,000 unrelated pods (writes docs/handoff-memory.md).
-	go test -count=1 -timeout 20m -v -run TestHandoffInformerMemory ./test/e2e/ -args -handoff-memory
+	go -C test test -count=1 -timeout 20m -v -run TestHandoffInformerMemory ./e2e/ -args -handoff-memory
 
 .PHONY: bench-soak
 bench-soak: build ## 10 minutes at 1,000 req/s against the real server.
-	go run ./test/bench/cmd/bench -soak
+	go -C test run ./bench/cmd/bench -soak
 
 .PHONY: soak-reliability
 soak-reliability: build k8s-binaries ## 60 s overload at 3x the measured max throughput, pods created through the API server meanwhile.
-	go test -count=1 -timeout 20m -v -run TestOverload ./test/reliability -args -long
+	go -C test test -count=1 -timeout 20m -v -run TestOverload ./reliability -args -long
 
 .PHONY: soak
 soak: bench-soak soak-reliability ## Both soaks: 10 min at 1,000 req/s, then 60 s overload.
 
 .PHONY: proof
 proof: build pushgateway ## Run the termination experiment against the real Pushgateway (full scale): writes docs/why.md, docs/proof/ (event logs, timelines).
-	go test -count=1 -timeout 15m -v -run TestProof ./test/termination/ -args -proof
+	go -C test test -count=1 -timeout 15m -v -run TestProof ./termination/ -args -proof
 
 .PHONY: lint
 lint: golangci-lint ## Run golangci-lint and govulncheck (against a local copy of the vulnerability database).
 	$(LOCALBIN)/golangci-lint run ./...
+	cd test && $(LOCALBIN)/golangci-lint run ./...
 	./hack/govulncheck.sh ./...
 
 ##@ Build
@@ -125,7 +128,7 @@ build: ## Build the static binary into bin/.
 .PHONY: run
 run: build k8s-binaries ## Start a local control plane with the webhook registered (foreground, Ctrl-C stops all).
 	@# Built, not `go run`: go run exits 1 on Ctrl-C, which make would report as a failure.
-	go build -o $(LOCALBIN)/local-cluster ./test/harness/cmd/run
+	go -C test build -o $(LOCALBIN)/local-cluster ./harness/cmd/run
 	$(LOCALBIN)/local-cluster $(RUN_ARGS)
 
 .PHONY: docker-build
@@ -179,7 +182,7 @@ $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION):
 
 .PHONY: test-admission-policy
 test-admission-policy: build k8s-binaries ## The generated admission policies store the same pods as the webhook (real kube-apiserver; also in `make test`).
-	go test -count=1 -timeout 15m -v ./test/admissionpolicy/...
+	go -C test test -count=1 -timeout 15m -v ./admissionpolicy/...
 
 ##@ Real node (root; docs/real-node.md)
 
@@ -212,11 +215,12 @@ NODES ?=
 
 .PHONY: test-node
 test-node: node-packages build node-binaries pushgateway helm prometheus ## E2e on real nodes: the chart's pods, the upstream Pushgateway, the kubelet running the hook, two nodes with Prometheus (delete, both specs) (root).
-	PGL_REQUIRE_NODE=1 PGL_NODES=$(NODES) go test -count=1 -p 1 -timeout 40m -v ./pkg/ociimage/... ./test/node/...
+	PGL_REQUIRE_NODE=1 go test -count=1 -timeout 10m -v ./pkg/ociimage/...
+	PGL_REQUIRE_NODE=1 PGL_NODES=$(NODES) go -C test test -count=1 -p 1 -timeout 40m -v ./node/...
 
 .PHONY: run-node
 run-node: node-packages build node-binaries pushgateway helm ## `make run` with a real node: the chart installed, pods run (root; Ctrl-C stops all and checks the host).
-	go build -o $(LOCALBIN)/local-node ./test/harness/cmd/run-node
+	go -C test build -o $(LOCALBIN)/local-node ./harness/cmd/run-node
 	PGL_NODES=$(NODES) $(LOCALBIN)/local-node
 
 ##@ Kubernetes versions
@@ -232,7 +236,7 @@ test-versions: build helm ## e2e, chart dry-run and sleep-action tests against e
 
 .PHONY: proof-fail-closed
 proof-fail-closed: node-packages build node-binaries pushgateway ## webhook.failurePolicy=Fail on the real node (root): refusals and recovery with one replica SIGKILLed and with none (docs/reliability.md).
-	PGL_REQUIRE_NODE=1 go test -count=1 -p 1 -timeout 25m -v -run TestNodeFailClosed ./test/node/ -args -fail-closed
+	PGL_REQUIRE_NODE=1 go -C test test -count=1 -p 1 -timeout 25m -v -run TestNodeFailClosed ./node/ -args -fail-closed
 
 .PHONY: prometheus
 prometheus: ## The real Prometheus into bin/prometheus/<module version> (built from the Go module proxy, 8-19 min on 2 cores the first time).
@@ -240,9 +244,9 @@ prometheus: ## The real Prometheus into bin/prometheus/<module version> (built f
 
 .PHONY: proof-interruptions
 proof-interruptions: node-packages build node-binaries pushgateway helm prometheus ## Every interruption (rollout, delete, eviction, drain, scale to 0, RollingUpdate, crash, no persistence) x both specs on two nodes, judged by Prometheus (root): writes docs/interruptions.md and docs/interruptions/.
-	PGL_REQUIRE_NODE=1 go test -count=1 -p 1 -timeout 50m -v -run TestInterruptions ./test/node/ -args -interruptions
+	PGL_REQUIRE_NODE=1 go -C test test -count=1 -p 1 -timeout 50m -v -run TestInterruptions ./node/ -args -interruptions
 
 .PHONY: proof-node
 proof-node: node-packages build node-binaries pushgateway ## The termination proof's three arms on the real node (root): writes docs/why-node.md and docs/proof-node/.
 	@command -v busybox >/dev/null || apt-get install -y busybox-static
-	PGL_REQUIRE_NODE=1 go test -count=1 -p 1 -timeout 20m -v -run TestProofNode ./test/node/ -args -proof
+	PGL_REQUIRE_NODE=1 go -C test test -count=1 -p 1 -timeout 20m -v -run TestProofNode ./node/ -args -proof

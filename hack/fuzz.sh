@@ -10,24 +10,31 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 FUZZTIME="${FUZZTIME:-60s}"
 patterns=("$@")
-[ ${#patterns[@]} -eq 0 ] && patterns=(./...)
+# Without patterns: both modules, the product's (.) and the test lab's (test/); patterns name
+# packages of the product's module.
+mods=(.)
+[ ${#patterns[@]} -eq 0 ] && patterns=(./...) && mods=(. test)
 
 log_dir="$(mktemp -d)"
 trap 'rm -rf "$log_dir"' EXIT
 
 # `go test -list` names the targets per package without running anything.
-mapfile -t pkgs < <(go list -f '{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}}{{end}}' "${patterns[@]}")
+pkgs=()
+for mod in "${mods[@]}"; do
+  while read -r p; do [ -n "$p" ] && pkgs+=("$mod $p"); done < <(go -C "$mod" list -f '{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}}{{end}}' "${patterns[@]}")
+done
 total_execs=0
 total_crashes=0
 targets=0
 printf '%-70s %14s %8s\n' "TARGET" "EXECUTIONS" "CRASHES"
-for pkg in "${pkgs[@]}"; do
-  mapfile -t fuzzers < <(go test -list '^Fuzz' "$pkg" 2>/dev/null | grep '^Fuzz' || true)
+for entry in "${pkgs[@]}"; do
+  mod=${entry%% *} pkg=${entry#* }
+  mapfile -t fuzzers < <(go -C "$mod" test -list '^Fuzz' "$pkg" 2>/dev/null | grep '^Fuzz' || true)
   for f in "${fuzzers[@]}"; do
     targets=$((targets + 1))
     out="$log_dir/$targets.log"
     # -parallel bounds the workers: the machine is shared and the targets run one by one.
-    go test -run '^$' -fuzz "^${f}\$" -fuzztime "$FUZZTIME" -parallel "${FUZZ_WORKERS:-2}" "$pkg" >"$out" 2>&1
+    go -C "$mod" test -run '^$' -fuzz "^${f}\$" -fuzztime "$FUZZTIME" -parallel "${FUZZ_WORKERS:-2}" "$pkg" >"$out" 2>&1
     rc=$?
     execs=$(grep -o 'execs: [0-9]*' "$out" | tail -1 | grep -o '[0-9]*' || true)
     execs=${execs:-0}

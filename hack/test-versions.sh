@@ -15,7 +15,7 @@ cd "$ROOT"
 export KUBECTL_VERSION=${KUBECTL_VERSION:-v1.37.2}
 LOGS=$ROOT/bin/test-versions
 mkdir -p "$LOGS"
-PKGS=(./test/e2e/ ./test/chart/ ./test/versions/)
+PKGS=(./e2e/ ./chart/ ./versions/) # packages of the test module (test/go.mod)
 
 # kubectl first, so that no version builds its own.
 KUBE_VERSION=$KUBECTL_VERSION ./hack/k8s-binaries.sh >/dev/null || exit 1
@@ -40,7 +40,7 @@ for v in "$@"; do
   results=()
   for p in "${PKGS[@]}"; do
     t0=$SECONDS
-    if KUBE_VERSION=$v go test -count=1 -p 1 -timeout 20m -v "$p" >>"$log" 2>&1; then
+    if KUBE_VERSION=$v go -C test test -count=1 -p 1 -timeout 20m -v "$p" >>"$log" 2>&1; then
       results+=("pass ($((SECONDS - t0))s)")
     else
       results+=("FAIL ($((SECONDS - t0))s)")

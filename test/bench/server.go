@@ -41,8 +41,8 @@ func BuildBinary(root, dir string) (string, error) {
 // BuildBenchServer builds test/bench/cmd/benchserver (the reference servers) into dir.
 func BuildBenchServer(root, dir string) (string, error) {
 	out := filepath.Join(dir, "benchserver")
-	cmd := exec.Command("go", "build", "-trimpath", "-o", out, "./test/bench/cmd/benchserver")
-	cmd.Dir = root
+	cmd := exec.Command("go", "build", "-trimpath", "-o", out, "./bench/cmd/benchserver")
+	cmd.Dir = filepath.Join(root, "test") // the test module
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build benchserver: %w\n%s", err, b)

@@ -67,7 +67,7 @@ func imageDir() (string, error) {
 	return d, os.MkdirAll(d, 0o755)
 }
 
-// goBuild builds a static binary of pkg into out.
+// goBuild builds a static binary of pkg, a package of the test module (test/), into out.
 func goBuild(pkg, out string) error {
 	root, err := fixtures.RepoRoot()
 	if err != nil {
@@ -75,7 +75,7 @@ func goBuild(pkg, out string) error {
 	}
 	tmp := fmt.Sprintf("%s.%d.tmp", out, os.Getpid())
 	cmd := exec.Command("go", "build", "-trimpath", "-o", tmp, pkg)
-	cmd.Dir = root
+	cmd.Dir = filepath.Join(root, "test")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
@@ -90,7 +90,7 @@ func nodeImages() ([]string, error) {
 		return nil, err
 	}
 	bin := filepath.Join(dir, "pause")
-	if err := goBuild("./test/harness/cmd/pause", bin); err != nil {
+	if err := goBuild("./harness/cmd/pause", bin); err != nil {
 		return nil, err
 	}
 	tar := filepath.Join(dir, "pause.tar")
