@@ -100,15 +100,15 @@ type SkipReason int
 const (
 	// NotSkipped is the zero value: the pod was not skipped.
 	NotSkipped SkipReason = iota
-	// SkipMirrorPod: the kubelet owns a mirror pod's spec; the API server refuses changes.
+	// SkipMirrorPod is a mirror pod, whose spec the kubelet owns: the API server refuses changes.
 	SkipMirrorPod
-	// SkipKubeSystem: the product never mutates kube-system.
+	// SkipKubeSystem is a pod in kube-system, which the product never mutates.
 	SkipKubeSystem
-	// SkipNotSelected: neither the inject label nor the policy's selector chose the pod.
+	// SkipNotSelected is a pod that neither the inject label nor the policy's selector chose.
 	SkipNotSelected
-	// SkipOptedOut: the pod carries inject=false.
+	// SkipOptedOut is a pod that carries inject=false.
 	SkipOptedOut
-	// SkipNoTarget: no container to put the hook on.
+	// SkipNoTarget is a pod with no container to put the hook on.
 	SkipNoTarget
 )
 
