@@ -1,5 +1,8 @@
-// Command pushgateway-lifecycle serves the mutating admission webhook (serve) and previews the
-// same mutation offline (mutate). It only wires flags to the packages under pkg/.
+// Command pushgateway-lifecycle is the product's one binary: serve (the admission webhooks and
+// the controllers), mutate (the same mutation offline, also a Helm post-renderer), audit (the
+// live cluster's pods against the policy), admission-policy (the same rules as
+// MutatingAdmissionPolicy objects) and check (the startup check). It only wires flags to the
+// packages under pkg/.
 package main
 
 import (
