@@ -16,6 +16,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -589,26 +591,56 @@ func keys[V any](m map[string]V) []string {
 	return k
 }
 
-// waitCerts waits until the rotator in the pods has filled the Secret.
+// chartWebhooks are the webhooks the chart's defaults install: pods and startup-check
+// (mutating), workloads and drain (validating; drain because handoff.enabled is on).
+var chartWebhooks = []string{
+	"mutating/pods.pushgateway-lifecycle.io",
+	"mutating/startup-check.pushgateway-lifecycle.io",
+	"validating/workloads.pushgateway-lifecycle.io",
+	"validating/drain.pushgateway-lifecycle.io",
+}
+
+// caBundleGaps names what keeps cas (caBundles' map) from holding exactly chartWebhooks, each
+// with a caBundle.
+func caBundleGaps(byConfig map[string][]byte) []string {
+	cas := map[string][]byte{}
+	for key, ca := range byConfig {
+		kind, rest, _ := strings.Cut(key, "/")
+		_, webhook, _ := strings.Cut(rest, "/")
+		cas[kind+"/"+webhook] = ca
+	}
+	var gaps []string
+	for _, w := range chartWebhooks {
+		if ca, ok := cas[w]; !ok {
+			gaps = append(gaps, w+": missing")
+		} else if len(ca) == 0 {
+			gaps = append(gaps, w+": no caBundle yet")
+		}
+	}
+	for w := range cas {
+		if !slices.Contains(chartWebhooks, w) {
+			gaps = append(gaps, w+": not one the test knows (add it to chartWebhooks)")
+		}
+	}
+	sort.Strings(gaps)
+	return gaps
+}
+
+// waitCerts waits until the rotator in the pods has filled the Secret and injected the CA into
+// every webhook of the chart.
 func waitCerts(t *testing.T, n *harness.Node) *corev1.Secret {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		s, err := n.Clientset.CoreV1().Secrets(harness.ChartNamespace).Get(context.Background(), certSecret, metav1.GetOptions{})
+		gaps := []string{"the Secret has no ca.crt, tls.crt and tls.key yet"}
 		if err == nil && len(s.Data["ca.crt"]) > 0 && len(s.Data["tls.crt"]) > 0 && len(s.Data["tls.key"]) > 0 {
-			// pods and startup-check (mutating), workloads (validating).
-			if cas := caBundles(t, n); len(cas) == 3 {
-				ok := true
-				for _, ca := range cas {
-					ok = ok && len(ca) > 0
-				}
-				if ok {
-					return s
-				}
+			if gaps = caBundleGaps(caBundles(t, n)); len(gaps) == 0 {
+				return s
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the rotator did not fill Secret %s and the caBundles within 2m (last error %v)", certSecret, err)
+			t.Fatalf("the rotator did not fill Secret %s and the caBundles within 2m (last error %v): %s", certSecret, err, strings.Join(gaps, "; "))
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
