@@ -472,7 +472,9 @@ func (o *jsonObject) splice(start, end int, text []byte) {
 	o.b = nb
 }
 
-func (o *jsonObject) apply(patch []byte) error { return applyPatch(patch, o.set) }
+func (o *jsonObject) apply(patch []byte) error {
+	return applyPatch(patch, func(op *patchOp) error { return o.set(op.parent, op.key, op.value) })
+}
 
 // set writes v at key of the object at parent: in place of the old value, or as a new last
 // member laid out like the members before it.

@@ -16,6 +16,7 @@ type patchOp struct {
 	parent []string
 	key    string
 	value  any
+	raw    json.RawMessage // value as the patch wrote it: a key for what an editor derives from it
 }
 
 // parsePatch reads an RFC 6902 patch of add and replace operations: the only ones the
@@ -42,19 +43,20 @@ func parsePatch(patch []byte) ([]patchOp, error) {
 		if len(toks) == 0 {
 			return nil, fmt.Errorf("%q: a patch of the whole document is not one the engine writes", op.Path)
 		}
-		out = append(out, patchOp{path: op.Path, parent: toks[:len(toks)-1], key: toks[len(toks)-1], value: v})
+		out = append(out, patchOp{path: op.Path, parent: toks[:len(toks)-1], key: toks[len(toks)-1], value: v, raw: op.Value})
 	}
 	return out, nil
 }
 
 // applyPatch applies patch with set, the document editor's one write.
-func applyPatch(patch []byte, set func(parent []string, key string, v any) error) error {
+func applyPatch(patch []byte, set func(op *patchOp) error) error {
 	ops, err := parsePatch(patch)
 	if err != nil {
 		return err
 	}
-	for _, op := range ops {
-		if err := set(op.parent, op.key, op.value); err != nil {
+	for i := range ops {
+		op := &ops[i]
+		if err := set(op); err != nil {
 			return fmt.Errorf("%s: %w", op.path, err)
 		}
 	}

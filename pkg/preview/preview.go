@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
 
 	"github.com/pmezard/go-difflib/difflib"
@@ -258,14 +259,16 @@ func Stream(in io.Reader, out io.Writer, pol *policy.Policy, opts Options) ([]Re
 	results := make([]Result, 0, len(docs))
 	var denials []error
 	// Without --diff each document is written as soon as it is done, so memory stays at the
-	// input plus one document; the diff needs both streams whole.
+	// input plus the documents in flight; the diff needs both streams whole.
 	var before, after bytes.Buffer
 	w := bufio.NewWriter(out)
 	if opts.Diff {
 		w = bufio.NewWriter(&after)
 	}
+	mutated := mutateAhead(docs, pol, runtime.GOMAXPROCS(0))
+	defer mutated.stop()
 	for i, doc := range docs {
-		m, res, err := Document(doc, pol)
+		m, res, err := mutated.next(i)
 		for j := range res {
 			res[j].Document = i + 1
 			for k := range res[j].Notices {
@@ -312,6 +315,56 @@ func Stream(in io.Reader, out io.Writer, pol *policy.Policy, opts Options) ([]Re
 	}
 	return results, nil
 }
+
+// ahead runs Document on the documents of a stream in parallel, a bounded window ahead of the
+// writer, which takes the results in the documents' order: the output is the same as one
+// Document after another, and a Helm chart's many documents use every core (the YAML parse
+// and re-encode are most of mutate's time).
+type ahead struct {
+	done []chan mutatedDoc
+	slot chan struct{}
+	quit chan struct{}
+}
+
+type mutatedDoc struct {
+	out []byte
+	res []Result
+	err error
+}
+
+// mutateAhead starts the workers; at most 2*workers documents are in flight or waiting to be
+// written, so memory stays bounded on a long stream.
+func mutateAhead(docs [][]byte, pol *policy.Policy, workers int) *ahead {
+	a := &ahead{done: make([]chan mutatedDoc, len(docs)), slot: make(chan struct{}, 2*max(workers, 1)), quit: make(chan struct{})}
+	for i := range a.done {
+		a.done[i] = make(chan mutatedDoc, 1)
+	}
+	go func() {
+		for i, doc := range docs {
+			select {
+			case a.slot <- struct{}{}:
+			case <-a.quit:
+				return
+			}
+			go func() {
+				out, res, err := Document(doc, pol)
+				a.done[i] <- mutatedDoc{out, res, err}
+			}()
+		}
+	}()
+	return a
+}
+
+// next waits for document i's result and frees its slot; call it for i = 0, 1, ... in order.
+func (a *ahead) next(i int) ([]byte, []Result, error) {
+	d := <-a.done[i]
+	<-a.slot
+	return d.out, d.res, d.err
+}
+
+// stop ends the feeder when the writer returns early (an input error); documents in flight
+// finish into their buffered channels.
+func (a *ahead) stop() { close(a.quit) }
 
 // diffView indents the one-line JSON values of a document (json.Indent keeps key order and
 // escapes); other documents are returned as they are.

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"sync"
+	"sync/atomic"
 
 	yaml "go.yaml.in/yaml/v3"
 )
@@ -17,17 +19,58 @@ func applyToNode(doc *yaml.Node, patch []byte) error {
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
 		root = root.Content[0]
 	}
-	return applyPatch(patch, func(parentPath []string, key string, v any) error {
-		var val yaml.Node
-		if err := val.Encode(v); err != nil {
-			return err
-		}
-		parent, err := walk(root, parentPath)
+	return applyPatch(patch, func(op *patchOp) error {
+		val, err := valueNode(op)
 		if err != nil {
 			return err
 		}
-		return set(parent, key, &val)
+		parent, err := walk(root, op.parent)
+		if err != nil {
+			return err
+		}
+		return set(parent, op.key, val)
 	})
+}
+
+// valueNodes remembers the node yaml.Node.Encode made of a patch value, by the value's JSON:
+// Encode writes the value as YAML text and parses it back, a tenth of mutate's time when every
+// document gets the same hook, grace and probes. Bounded, since the values (the status
+// annotation, the pod's own settings) could all differ on a long stream.
+var valueNodes struct {
+	sync.Map // string(raw JSON) -> *yaml.Node, never handed out: callers get a copy
+	n        atomic.Int64
+}
+
+const maxValueNodes = 1024
+
+// valueNode is a fresh copy of what yaml.Node.Encode makes of op.value (the document's later
+// steps, spellFlowNulls and the encoder, may change it).
+func valueNode(op *patchOp) (*yaml.Node, error) {
+	if n, ok := valueNodes.Load(string(op.raw)); ok {
+		return cloneNode(n.(*yaml.Node)), nil
+	}
+	var val yaml.Node
+	if err := val.Encode(op.value); err != nil {
+		return nil, err
+	}
+	if valueNodes.n.Load() < maxValueNodes {
+		if _, loaded := valueNodes.LoadOrStore(string(op.raw), cloneNode(&val)); !loaded {
+			valueNodes.n.Add(1)
+		}
+	}
+	return &val, nil
+}
+
+// cloneNode copies a tree that Encode made (no aliases, no shared nodes).
+func cloneNode(n *yaml.Node) *yaml.Node {
+	c := *n
+	if n.Content != nil {
+		c.Content = make([]*yaml.Node, len(n.Content))
+		for i, k := range n.Content {
+			c.Content[i] = cloneNode(k)
+		}
+	}
+	return &c
 }
 
 // walk follows unescaped pointer tokens (engine.SplitPointer) from n.
