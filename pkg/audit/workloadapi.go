@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 
+	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
@@ -32,14 +33,9 @@ var workloadAPIs = map[string]workloadAPI{
 		},
 		list: func(ctx context.Context, c kubernetes.Interface, opts metav1.ListOptions) ([]listed, string, error) {
 			l, err := c.AppsV1().Deployments("").List(ctx, opts)
-			if err != nil {
-				return nil, "", err
-			}
-			out := make([]listed, len(l.Items))
-			for i := range l.Items {
-				out[i] = listed{&l.Items[i].ObjectMeta, l.Items[i].Spec.Selector, &l.Items[i]}
-			}
-			return out, l.Continue, nil
+			return entries(l, err, func(l *appsv1.DeploymentList) (string, []listed) {
+				return l.Continue, each(l.Items, func(d *appsv1.Deployment) listed { return listed{&d.ObjectMeta, d.Spec.Selector, d} })
+			})
 		},
 	},
 	"StatefulSet": {
@@ -48,14 +44,9 @@ var workloadAPIs = map[string]workloadAPI{
 		},
 		list: func(ctx context.Context, c kubernetes.Interface, opts metav1.ListOptions) ([]listed, string, error) {
 			l, err := c.AppsV1().StatefulSets("").List(ctx, opts)
-			if err != nil {
-				return nil, "", err
-			}
-			out := make([]listed, len(l.Items))
-			for i := range l.Items {
-				out[i] = listed{&l.Items[i].ObjectMeta, l.Items[i].Spec.Selector, &l.Items[i]}
-			}
-			return out, l.Continue, nil
+			return entries(l, err, func(l *appsv1.StatefulSetList) (string, []listed) {
+				return l.Continue, each(l.Items, func(s *appsv1.StatefulSet) listed { return listed{&s.ObjectMeta, s.Spec.Selector, s} })
+			})
 		},
 	},
 	"DaemonSet": {
@@ -64,14 +55,9 @@ var workloadAPIs = map[string]workloadAPI{
 		},
 		list: func(ctx context.Context, c kubernetes.Interface, opts metav1.ListOptions) ([]listed, string, error) {
 			l, err := c.AppsV1().DaemonSets("").List(ctx, opts)
-			if err != nil {
-				return nil, "", err
-			}
-			out := make([]listed, len(l.Items))
-			for i := range l.Items {
-				out[i] = listed{&l.Items[i].ObjectMeta, l.Items[i].Spec.Selector, &l.Items[i]}
-			}
-			return out, l.Continue, nil
+			return entries(l, err, func(l *appsv1.DaemonSetList) (string, []listed) {
+				return l.Continue, each(l.Items, func(d *appsv1.DaemonSet) listed { return listed{&d.ObjectMeta, d.Spec.Selector, d} })
+			})
 		},
 	},
 	"ReplicaSet": {get: func(ctx context.Context, c kubernetes.Interface, ns, name string) (runtime.Object, error) {
@@ -83,4 +69,22 @@ var workloadAPIs = map[string]workloadAPI{
 	"CronJob": {get: func(ctx context.Context, c kubernetes.Interface, ns, name string) (runtime.Object, error) {
 		return c.BatchV1().CronJobs(ns).Get(ctx, name, metav1.GetOptions{})
 	}},
+}
+
+// entries turns one page of a typed List call into listed workloads and its continue token.
+func entries[L any](l L, err error, page func(L) (string, []listed)) ([]listed, string, error) {
+	if err != nil {
+		return nil, "", err
+	}
+	cont, out := page(l)
+	return out, cont, nil
+}
+
+// each applies fn to a pointer to every item, in place (the listed entries point into items).
+func each[T any](items []T, fn func(*T) listed) []listed {
+	out := make([]listed, len(items))
+	for i := range items {
+		out[i] = fn(&items[i])
+	}
+	return out
 }

@@ -77,13 +77,11 @@ type APIOptions struct {
 // constant-patch and constant-answer floors and the controller-runtime defaulter (each
 // registered the same way), and no mutation at all.
 func RunAPIServer(ctx context.Context, o APIOptions, log func(string, ...any)) ([]APIMode, error) {
-	t0 := time.Now()
-	cp, err := harness.Start(harness.Options{})
+	cp, err := startControlPlane(log)
 	if err != nil {
 		return nil, err
 	}
 	defer func() { _ = cp.Stop() }()
-	log("  control plane up in %s", time.Since(t0).Round(time.Second))
 	wh, err := harness.StartWebhookServer(cp.CertDir, harness.WebhookOptions{Binary: o.Binary})
 	if err != nil {
 		return nil, err

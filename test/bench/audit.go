@@ -59,13 +59,11 @@ type AuditRun struct {
 func RunAudit(ctx context.Context, bin string, pods, namespaces, runs, clients int, log func(string, ...any)) (*AuditBench, error) {
 	// envtest logs through controller-runtime; without a logger it prints a stack trace instead.
 	ctrllog.SetLogger(logr.Discard())
-	t0 := time.Now()
-	cp, err := harness.Start(harness.Options{})
+	cp, err := startControlPlane(log)
 	if err != nil {
 		return nil, err
 	}
 	defer func() { _ = cp.Stop() }()
-	log("  control plane up in %s", time.Since(t0).Round(time.Second))
 	res := &AuditBench{Pods: pods, Namespaces: namespaces, Clients: clients}
 	t1 := time.Now()
 	if res.Unprotected, err = populate(ctx, cp, pods, namespaces, clients); err != nil {

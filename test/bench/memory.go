@@ -4,13 +4,11 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -68,13 +66,11 @@ type MemoryOptions struct {
 // first, then unrelated pods added row by row; for each row a fresh `serve --handoff`
 // pinned to core 1 as in section 2.
 func RunMemory(ctx context.Context, o MemoryOptions, log func(string, ...any)) ([]MemoryRow, error) {
-	t0 := time.Now()
-	cp, err := harness.Start(harness.Options{})
+	cp, err := startControlPlane(log)
 	if err != nil {
 		return nil, err
 	}
 	defer func() { _ = cp.Stop() }()
-	log("  control plane up in %s", time.Since(t0).Round(time.Second))
 	cfg := cp.RESTConfig()
 	cfg.QPS, cfg.Burst = 1e6, 1e6
 	c, err := kubernetes.NewForConfig(cfg)
@@ -129,7 +125,7 @@ func RunMemory(ctx context.Context, o MemoryOptions, log func(string, ...any)) (
 		row := MemoryRow{UnrelatedPods: n, SelectedPods: o.Selected, CreateClients: o.Clients}
 		if n > have {
 			t := time.Now()
-			if _, err := createPods(ctx, c, have, n, o.Clients, crowdPod); err != nil {
+			if _, err := createPods(ctx, c, have, n, o.Clients, podgen.CrowdPod); err != nil {
 				return nil, fmt.Errorf("unrelated pods %d-%d: %w", have, n, err)
 			}
 			row.CreateSeconds = time.Since(t).Seconds()
@@ -223,31 +219,13 @@ func createPods(ctx context.Context, c kubernetes.Interface, from, to, clients i
 	return created.Load(), first
 }
 
-// crowdPod is an unrelated workload's pod of a realistic size (~1.5 KB: labels, annotations,
-// env, resources), as in test/e2e's TestHandoffInformerMemory.
-func crowdPod(i int) *corev1.Pod {
-	app := fmt.Sprintf("app-%d", i%200)
-	env := make([]corev1.EnvVar, 5)
-	for k := range env {
-		env[k] = corev1.EnvVar{Name: fmt.Sprintf("SETTING_%d", k), Value: strings.Repeat("v", 40)}
+// startControlPlane starts the section's own kube-apiserver and etcd and logs how long it took.
+func startControlPlane(log func(string, ...any)) (*harness.ControlPlane, error) {
+	t0 := time.Now()
+	cp, err := harness.Start(harness.Options{})
+	if err != nil {
+		return nil, err
 	}
-	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{
-			Name: fmt.Sprintf("%s-%d", app, i), Namespace: "crowd",
-			Labels: map[string]string{"app.kubernetes.io/name": app, "app.kubernetes.io/instance": app, "app.kubernetes.io/version": "1.2.3",
-				"team": "team-" + strconv.Itoa(i%17), "pod-template-hash": "5d8f9c7b6"},
-			Annotations: map[string]string{"prometheus.io/scrape": "true", "checksum/config": strings.Repeat("a", 64)},
-		},
-		Spec: corev1.PodSpec{Containers: []corev1.Container{{
-			Name: "app", Image: "registry.example.com/team/" + app + ":1.2.3", Env: env,
-			Args: []string{"--config=/etc/app/config.yaml", "--log-level=info"},
-			Resources: corev1.ResourceRequirements{
-				Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("128Mi")},
-				Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")},
-			},
-			VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}},
-		}}, Volumes: []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{
-			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: app},
-		}}}},
-	}
+	log("  control plane up in %s", time.Since(t0).Round(time.Second))
+	return cp, nil
 }

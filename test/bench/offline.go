@@ -34,7 +34,7 @@ type Offline struct {
 
 // RunOffline writes n copies of the upstream chart's Deployment (distinct names) as one YAML
 // stream and times `mutate -f` on it, runs times, keeping the median wall time and the
-// largest peak RSS (from wait4's rusage).
+// largest peak RSS (timeRuns).
 func RunOffline(bin, dir string, n, runs int) (*Offline, error) {
 	d, err := podgen.UpstreamDeployment()
 	if err != nil {
@@ -55,16 +55,32 @@ func RunOffline(bin, dir string, n, runs int) (*Offline, error) {
 	if err := os.WriteFile(in, buf.Bytes(), 0o600); err != nil {
 		return nil, err
 	}
-	var walls []time.Duration
 	res := &Offline{Tool: "mutate", Deployments: n, Input: in}
-	// The peak RSS comes from GNU time (fork, then exec) when it is installed: a child started
-	// by Go (vfork with a shared address space) inherits this process's RSS high-water mark in
-	// its own ru_maxrss, so wait4's figure would report the benchmark's memory, not mutate's.
+	wall, peak, outBytes, err := timeRuns([]string{bin, "mutate", "-f", in}, runs)
+	if err != nil {
+		return nil, fmt.Errorf("mutate on %d deployments: %w", n, err)
+	}
+	res.WallMs, res.PeakRSSMiB, res.OutputBytes = ms(wall), peak, outBytes
+	if res.OutputBytes <= len(buf.Bytes()) {
+		return nil, fmt.Errorf("mutate wrote %d bytes for %d input bytes: nothing was added", res.OutputBytes, buf.Len())
+	}
+	return res, nil
+}
+
+// timeRuns runs argv runs times and returns the median wall time, the largest peak RSS and
+// the last run's output size. The peak RSS comes from GNU time (fork, then exec) when it is
+// installed: a child started by Go (vfork with a shared address space) inherits this
+// process's RSS high-water mark in its own ru_maxrss, so wait4's figure, the fallback, is an
+// upper bound that may report the benchmark's memory rather than the command's.
+func timeRuns(argv []string, runs int) (time.Duration, float64, int, error) {
 	gnuTime, _ := exec.LookPath("/usr/bin/time")
+	var walls []time.Duration
+	var peak float64
+	var outBytes int
 	for r := 0; r < runs; r++ {
-		cmd := exec.Command(bin, "mutate", "-f", in)
+		cmd := exec.Command(argv[0], argv[1:]...)
 		if gnuTime != "" {
-			cmd = exec.Command(gnuTime, "-f", "maxrss-kib=%M", bin, "mutate", "-f", in)
+			cmd = exec.Command(gnuTime, append([]string{"-f", "maxrss-kib=%M"}, argv...)...)
 		}
 		var out countWriter
 		var stderr bytes.Buffer
@@ -74,28 +90,23 @@ func RunOffline(bin, dir string, n, runs int) (*Offline, error) {
 		err := cmd.Run()
 		wall := time.Since(t)
 		if err != nil {
-			return nil, fmt.Errorf("mutate on %d deployments: %w\n%s", n, err, stderr.String())
+			return 0, 0, 0, fmt.Errorf("%w\n%s", err, stderr.String())
 		}
 		walls = append(walls, wall)
 		if gnuTime != "" {
 			_, kib, found := strings.Cut(stderr.String(), "maxrss-kib=")
 			v, err := strconv.ParseFloat(strings.TrimSpace(kib), 64)
 			if !found || err != nil {
-				return nil, fmt.Errorf("no peak RSS from %s: %q", gnuTime, stderr.String())
+				return 0, 0, 0, fmt.Errorf("no peak RSS from %s: %q", gnuTime, stderr.String())
 			}
-			res.PeakRSSMiB = max(res.PeakRSSMiB, v/1024)
+			peak = max(peak, v/1024)
 		} else if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-			// Linux reports ru_maxrss in KiB (an upper bound here: see above).
-			res.PeakRSSMiB = max(res.PeakRSSMiB, float64(ru.Maxrss)/1024)
+			peak = max(peak, float64(ru.Maxrss)/1024) // Linux reports ru_maxrss in KiB
 		}
-		res.OutputBytes = out.n
+		outBytes = out.n
 	}
 	sort.Slice(walls, func(i, j int) bool { return walls[i] < walls[j] })
-	res.WallMs = ms(walls[len(walls)/2])
-	if res.OutputBytes <= len(buf.Bytes()) {
-		return nil, fmt.Errorf("mutate wrote %d bytes for %d input bytes: nothing was added", res.OutputBytes, buf.Len())
-	}
-	return res, nil
+	return walls[len(walls)/2], peak, outBytes, nil
 }
 
 type countWriter struct{ n int }
@@ -109,33 +120,10 @@ var _ io.Writer = (*countWriter)(nil)
 // the n Deployments of input.
 func RunKubectlDryRun(kubectl, kubeconfig, input string, n, runs int) (*Offline, error) {
 	res := &Offline{Tool: "kubectl", Deployments: n, Input: input}
-	gnuTime, _ := exec.LookPath("/usr/bin/time")
-	var walls []time.Duration
-	for r := 0; r < runs; r++ {
-		args := []string{"--kubeconfig=" + kubeconfig, "apply", "--dry-run=client", "-f", input}
-		cmd := exec.Command(kubectl, args...)
-		if gnuTime != "" {
-			cmd = exec.Command(gnuTime, append([]string{"-f", "maxrss-kib=%M", kubectl}, args...)...)
-		}
-		var out countWriter
-		var stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &stderr
-		cmd.SysProcAttr = childAttr()
-		t := time.Now()
-		err := cmd.Run()
-		wall := time.Since(t)
-		if err != nil {
-			return nil, fmt.Errorf("kubectl apply --dry-run=client on %d deployments: %w\n%s", n, err, stderr.String())
-		}
-		walls = append(walls, wall)
-		if _, kib, found := strings.Cut(stderr.String(), "maxrss-kib="); found {
-			if v, err := strconv.ParseFloat(strings.TrimSpace(kib), 64); err == nil {
-				res.PeakRSSMiB = max(res.PeakRSSMiB, v/1024)
-			}
-		}
-		res.OutputBytes = out.n
+	wall, peak, outBytes, err := timeRuns([]string{kubectl, "--kubeconfig=" + kubeconfig, "apply", "--dry-run=client", "-f", input}, runs)
+	if err != nil {
+		return nil, fmt.Errorf("kubectl apply --dry-run=client on %d deployments: %w", n, err)
 	}
-	sort.Slice(walls, func(i, j int) bool { return walls[i] < walls[j] })
-	res.WallMs = ms(walls[len(walls)/2])
+	res.WallMs, res.PeakRSSMiB, res.OutputBytes = ms(wall), peak, outBytes
 	return res, nil
 }

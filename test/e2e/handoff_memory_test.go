@@ -7,20 +7,17 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/fixtures"
-
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/fixtures"
+	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/internal/testkit/podgen"
 	"github.com/pushgateway-lifecycle/pushgateway-lifecycle/test/harness"
 )
 
@@ -60,7 +57,7 @@ func TestHandoffInformerMemory(t *testing.T) {
 		go func(w int) {
 			defer wg.Done()
 			for i := w; i < crowdPods+selectedPods; i += 16 {
-				ns, p := "crowd", crowdPod(i)
+				ns, p := "crowd", podgen.CrowdPod(i)
 				if i >= crowdPods {
 					ns, p = "pgw", chartPod("pgw", nil)
 					p.Name = fmt.Sprintf("pgw-%d", i)
@@ -153,32 +150,4 @@ func TestHandoffInformerMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Log("wrote docs/handoff-memory.md")
-}
-
-// crowdPod is an unrelated workload's pod, of a realistic size.
-func crowdPod(i int) *corev1.Pod {
-	app := fmt.Sprintf("app-%d", i%200)
-	env := make([]corev1.EnvVar, 5)
-	for k := range env {
-		env[k] = corev1.EnvVar{Name: fmt.Sprintf("SETTING_%d", k), Value: strings.Repeat("v", 40)}
-	}
-	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{
-			Name: fmt.Sprintf("%s-%d", app, i), Namespace: "crowd",
-			Labels: map[string]string{"app.kubernetes.io/name": app, "app.kubernetes.io/instance": app, "app.kubernetes.io/version": "1.2.3",
-				"team": "team-" + strconv.Itoa(i%17), "pod-template-hash": "5d8f9c7b6"},
-			Annotations: map[string]string{"prometheus.io/scrape": "true", "checksum/config": strings.Repeat("a", 64)},
-		},
-		Spec: corev1.PodSpec{Containers: []corev1.Container{{
-			Name: "app", Image: "registry.example.com/team/" + app + ":1.2.3", Env: env,
-			Args: []string{"--config=/etc/app/config.yaml", "--log-level=info"},
-			Resources: corev1.ResourceRequirements{
-				Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("128Mi")},
-				Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")},
-			},
-			VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}},
-		}}, Volumes: []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{
-			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: app},
-		}}}},
-	}
 }

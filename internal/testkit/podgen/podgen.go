@@ -303,3 +303,33 @@ func Review(uid string, podJSON []byte) []byte {
 	b.WriteString(`,"oldObject":null,"dryRun":false,"options":{"kind":"CreateOptions","apiVersion":"meta.k8s.io/v1"}}}`)
 	return []byte(b.String())
 }
+
+// CrowdPod is pod i of the unrelated workloads that crowd a cluster in the memory tests (the
+// handoff informer must not hold them): a realistic size (~1.5 KB: labels, annotations, env,
+// resources), in namespace "crowd".
+func CrowdPod(i int) *corev1.Pod {
+	app := fmt.Sprintf("app-%d", i%200)
+	env := make([]corev1.EnvVar, 5)
+	for k := range env {
+		env[k] = corev1.EnvVar{Name: fmt.Sprintf("SETTING_%d", k), Value: strings.Repeat("v", 40)}
+	}
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: fmt.Sprintf("%s-%d", app, i), Namespace: "crowd",
+			Labels: map[string]string{"app.kubernetes.io/name": app, "app.kubernetes.io/instance": app, "app.kubernetes.io/version": "1.2.3",
+				"team": "team-" + strconv.Itoa(i%17), "pod-template-hash": "5d8f9c7b6"},
+			Annotations: map[string]string{"prometheus.io/scrape": "true", "checksum/config": strings.Repeat("a", 64)},
+		},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{
+			Name: "app", Image: "registry.example.com/team/" + app + ":1.2.3", Env: env,
+			Args: []string{"--config=/etc/app/config.yaml", "--log-level=info"},
+			Resources: corev1.ResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("128Mi")},
+				Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")},
+			},
+			VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}},
+		}}, Volumes: []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{
+			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: app},
+		}}}},
+	}
+}
