@@ -273,9 +273,9 @@ func kubectlReference(ctx context.Context, o bench.Offline) (*bench.Offline, err
 const KyvernoVersion = "v1.19.1"
 
 // kyvernoPeer is the Kyverno row of section 3: not measured, and why. Its last figure comes
-// from ../shared/reference/peer-measurements.md (read by a person, not an input of the run).
+// from a hand run of 2026-11-27 on this machine class, quoted here (not an input of the run).
 func kyvernoPeer(root string, peers bool) bench.MissingPeer {
-	p := bench.MissingPeer{Mode: "kyverno", LastMeasured: "2026-11-27 (../shared/reference/peer-measurements.md: p50 70-75 ms, p99 168-190 ms, 8.2-8.9x none, on this machine class)"}
+	p := bench.MissingPeer{Mode: "kyverno", LastMeasured: "2026-11-27 (a hand run out of cluster, not this bench: p50 70-75 ms, p99 168-190 ms, 8.2-8.9x none, on this machine class)"}
 	if !peers {
 		p.Why = "make bench-peers measures the peers built outside this module; "
 	}
