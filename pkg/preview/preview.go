@@ -256,6 +256,14 @@ func Stream(in io.Reader, out io.Writer, pol *policy.Policy, opts Options) ([]Re
 	if err != nil {
 		return nil, err
 	}
+	mutated := mutateAhead(docs, pol, runtime.GOMAXPROCS(0))
+	defer mutated.stop()
+	return writeStream(docs, out, opts, mutated.next)
+}
+
+// writeStream writes the stream of docs, document i as next(i) mutated it (Document's
+// results), in order: Stream's writer, whatever computed the documents.
+func writeStream(docs [][]byte, out io.Writer, opts Options, next func(i int) ([]byte, []Result, error)) ([]Result, error) {
 	results := make([]Result, 0, len(docs))
 	var denials []error
 	// Without --diff each document is written as soon as it is done, so memory stays at the
@@ -265,10 +273,8 @@ func Stream(in io.Reader, out io.Writer, pol *policy.Policy, opts Options) ([]Re
 	if opts.Diff {
 		w = bufio.NewWriter(&after)
 	}
-	mutated := mutateAhead(docs, pol, runtime.GOMAXPROCS(0))
-	defer mutated.stop()
 	for i, doc := range docs {
-		m, res, err := mutated.next(i)
+		m, res, err := next(i)
 		for j := range res {
 			res[j].Document = i + 1
 			for k := range res[j].Notices {
